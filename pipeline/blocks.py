@@ -1,0 +1,261 @@
+"""Cut one 16 kHz channel into blocks of at most `blocks.max_s` that contain speech.
+
+Three small pieces, all pure (numpy only) and streaming, so a multi-hour file is cut in constant
+memory:
+
+- `SpeechTracker` turns VAD frame probabilities into speech spans (hysteresis as in Silero's
+  own `get_speech_timestamps`: start at `vad_threshold`, end after `min_silence_s` below
+  `vad_threshold - 0.15`; spans shorter than `min_speech_s` are noise).
+- `choose_block` decides where the next block ends, given the spans and frame energies:
+  1. at a natural end: the speech is followed by a pause longer than `merge_gap_s`;
+  2. else at the quietest 10 ms inside a pause that falls in the search window
+     `[max_s - search_s, max_s]`; else inside the latest earlier pause;
+  3. only when there is no pause at all: a hard cut at the quietest 10 ms of the window.
+  Blocks keep `pad_s` of audio around speech; longer silences are dropped and counted.
+- `ChannelBlocker` feeds samples through VAD, tracker and `choose_block` and yields `Block`s.
+
+All positions are integer sample offsets at 16 kHz; seconds appear only in `Block`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import BlocksConfig
+from .records import SAMPLE_RATE, Block, ChannelStats, samples_to_s
+from .vad import FRAME, StreamingVad
+
+ENERGY_HOP = 160  # 10 ms: the resolution of cut points
+
+
+def _n(seconds: float) -> int:
+    return int(round(seconds * SAMPLE_RATE))
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Cut:
+    end: int  # where this block ends
+    next_start: int | None  # where the next block starts (None: at the next speech)
+    kind: str  # "end" (natural end of speech), "pause", or "hard"
+
+
+class SpeechTracker:
+    """VAD probabilities (one per 512-sample frame) -> closed speech spans, streaming."""
+
+    def __init__(self, cfg: BlocksConfig) -> None:
+        self._on = cfg.vad_threshold
+        self._off = max(cfg.vad_threshold - 0.15, 0.01)
+        self._min_silence = _n(cfg.min_silence_s)
+        self._min_speech = _n(cfg.min_speech_s)
+        self._frames = 0
+        self.open_start: int | None = None  # start of the span in progress
+        self._silence_start: int | None = None
+
+    def push(self, probs: np.ndarray) -> list[Span]:
+        closed: list[Span] = []
+        for p in probs.tolist():
+            pos = self._frames * FRAME
+            self._frames += 1
+            if self.open_start is None:
+                if p >= self._on:
+                    self.open_start, self._silence_start = pos, None
+                continue
+            if p >= self._on:
+                self._silence_start = None
+            elif p < self._off:
+                if self._silence_start is None:
+                    self._silence_start = pos
+                if pos + FRAME - self._silence_start >= self._min_silence:
+                    self._close(self._silence_start, closed)
+        return closed
+
+    def finish(self, total: int) -> list[Span]:
+        closed: list[Span] = []
+        if self.open_start is not None:
+            self._close(min(self._silence_start or total, total), closed)
+        return closed
+
+    def _close(self, end: int, closed: list[Span]) -> None:
+        assert self.open_start is not None
+        if end - self.open_start >= self._min_speech:
+            closed.append(Span(self.open_start, end))
+        self.open_start, self._silence_start = None, None
+
+
+def frame_energy(samples: np.ndarray) -> np.ndarray:
+    """Mean square per 10 ms frame (complete frames only)."""
+    whole = samples.size - samples.size % ENERGY_HOP
+    frames = samples[:whole].reshape(-1, ENERGY_HOP)
+    return np.einsum("ij,ij->i", frames, frames) / ENERGY_HOP
+
+
+def _quietest(energy: np.ndarray, lo: int, hi: int) -> int | None:
+    """Sample offset of the middle of the quietest whole 10 ms frame inside [lo, hi)."""
+    first = -(-lo // ENERGY_HOP)
+    last = min(hi // ENERGY_HOP, energy.size)
+    if last <= first:
+        return None
+    k = first + int(np.argmin(energy[first:last]))
+    return k * ENERGY_HOP + ENERGY_HOP // 2
+
+
+def choose_block(
+    start: int, spans: Sequence[Span], energy: np.ndarray, known: int, final: bool, cfg: BlocksConfig
+) -> Cut | None:
+    """Where the block that starts at `start` ends, or None until enough audio is known.
+
+    `spans` are the speech spans that end after `start`, in order (an open span is passed with
+    end = `known`); `energy` covers samples [0, known). Decides only once everything up to
+    `start + max_s + merge_gap_s + pad_s + min_silence_s` is known (or at the end of the stream),
+    so a streaming caller gets the same blocks as an offline one.
+    """
+    max_n, pad, gap_n = _n(cfg.max_s), _n(cfg.pad_s), _n(cfg.merge_gap_s)
+    if not final and known < start + max_n + gap_n + pad + _n(cfg.min_silence_s):
+        return None
+    limit = min(start + max_n, known)
+
+    # 1. Natural end: the first pause longer than merge_gap_s (or the end of the stream).
+    for i, span in enumerate(spans):
+        nxt = spans[i + 1].start if i + 1 < len(spans) else None
+        if span.end >= limit:
+            break
+        if nxt is None or nxt - span.end > gap_n:
+            end = min(span.end + pad, known if nxt is None else nxt)
+            if end <= limit:
+                return Cut(end, None if nxt is None else max(end, nxt - pad), "end")
+            break
+    if known <= limit:  # the stream ends inside this block
+        return Cut(known, None, "end")
+
+    # 2. A pause: in the search window first, else the latest one before it.
+    earliest = start + _n(cfg.min_s)
+    window_lo = max(earliest, limit - _n(cfg.search_s))
+    pauses = [Span(a.end, b.start) for a, b in zip(spans, spans[1:]) if a.end < limit and b.start > earliest]
+    in_window = [p for p in pauses if p.end > window_lo]
+    for candidates, lo in ((in_window, window_lo), (pauses[::-1], earliest)):
+        best: tuple[float, int, Span] | None = None
+        for p in candidates:
+            at = _quietest(energy, max(p.start, lo), min(p.end, limit))
+            if at is not None and (best is None or energy[at // ENERGY_HOP] < best[0]):
+                best = (float(energy[at // ENERGY_HOP]), at, p)
+            if best is not None and candidates is not in_window:
+                break  # the latest earlier pause is enough
+        if best is not None:
+            _, at, p = best
+            return Cut(min(at, p.start + pad), max(at, p.end - pad), "pause")
+
+    # 3. No pause anywhere: cut where it is quietest in the window.
+    at = _quietest(energy, window_lo, limit)
+    at = limit if at is None else at
+    return Cut(at, at, "hard")
+
+
+class ChannelBlocker:
+    """Streams one channel's 16 kHz samples into `Block`s, keeping only a few seconds buffered."""
+
+    def __init__(self, recording_id: str, channel: int, label: str, cfg: BlocksConfig) -> None:
+        self.recording_id, self.channel, self.label, self.cfg = recording_id, channel, label, cfg
+        self._vad = StreamingVad(cfg.vad_gate_dbfs)
+        self._tracker = SpeechTracker(cfg)
+        self._spans: list[Span] = []
+        self._energy = np.zeros(1 << 16, np.float32)  # grows by doubling
+        self._energy_n = 0
+        self._energy_tail = np.zeros(0, np.float32)
+        self._buf = np.zeros(0, np.float32)
+        self._buf_at = 0  # sample offset of _buf[0]
+        self._known = 0  # samples seen
+        self._start: int | None = None  # start of the block in progress
+        self._last_end = 0
+        self._index = 0
+        self._speech = self._dropped = self._dropped_spans = self._hard = 0
+
+    def push(self, samples: np.ndarray) -> Iterator[Block]:
+        self._known += samples.size
+        self._buf = np.concatenate([self._buf, samples])
+        tail = np.concatenate([self._energy_tail, samples])
+        whole = tail.size - tail.size % ENERGY_HOP
+        self._append_energy(frame_energy(tail[:whole]))
+        self._energy_tail = tail[whole:]
+        self._spans += self._tracker.push(self._vad.push(samples))
+        yield from self._emit(final=False)
+
+    def finish(self) -> Iterator[Block]:
+        self._spans += self._tracker.push(self._vad.flush())
+        self._spans += self._tracker.finish(self._known)
+        yield from self._emit(final=True)
+        self._count_drop(self._known)
+
+    def stats(self) -> ChannelStats:
+        return ChannelStats(
+            channel=self.channel,
+            label=self.label,
+            speech_s=samples_to_s(self._speech),
+            blocks=self._index,
+            dropped_spans=self._dropped_spans,
+            dropped_s=samples_to_s(self._dropped),
+            hard_cuts=self._hard,
+        )
+
+    def _emit(self, final: bool) -> Iterator[Block]:
+        pad = _n(self.cfg.pad_s)
+        energy = self._energy[: self._energy_n]
+        while True:
+            spans = list(self._spans)
+            if self._tracker.open_start is not None:
+                spans.append(Span(self._tracker.open_start, self._known))
+            if self._start is None:
+                if not spans:
+                    break
+                self._start = max(spans[0].start - pad, self._last_end)
+            cut = choose_block(self._start, spans, energy, self._known, final, self.cfg)
+            if cut is None:
+                break
+            yield self._block(self._start, cut.end)
+            self._hard += cut.kind == "hard"
+            self._start = cut.next_start
+            done = cut.end if cut.next_start is None else cut.next_start
+            self._spans = [s for s in self._spans if s.end > done]
+        self._trim(pad)
+
+    def _append_energy(self, values: np.ndarray) -> None:
+        need = self._energy_n + values.size
+        if need > self._energy.size:
+            self._energy = np.resize(self._energy, max(need, 2 * self._energy.size))
+        self._energy[self._energy_n : need] = values
+        self._energy_n = need
+
+    def _block(self, start: int, end: int) -> Block:
+        self._count_drop(start)
+        samples = self._buf[start - self._buf_at : end - self._buf_at].copy()
+        block = Block(self.recording_id, self.channel, self._index, samples_to_s(start), samples_to_s(end), samples)
+        self._index += 1
+        self._speech += end - start
+        self._last_end = end
+        return block
+
+    def _count_drop(self, upto: int) -> None:
+        if upto > self._last_end:
+            self._dropped += upto - self._last_end
+            self._dropped_spans += 1
+            self._last_end = upto
+
+    def _trim(self, pad: int) -> None:
+        # Keep what a future block may still need: from the block in progress, else `pad` back.
+        keep = self._start if self._start is not None else max(self._last_end, self._known - pad - FRAME)
+        if self._tracker.open_start is not None:
+            keep = min(keep, max(self._tracker.open_start - pad, self._last_end))
+        for s in self._spans:
+            keep = min(keep, max(s.start - pad, self._last_end))
+        drop = keep - self._buf_at
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_at = keep

@@ -1,0 +1,92 @@
+"""The `granite-batch` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .config import ConfigError, JobConfig, load_config
+from .plan import PlanSummary, run_plan
+from .sources import SourceError
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", dest="input.uri", metavar="URI", help="local folder/file or s3://bucket/prefix")
+    p.add_argument("--config", metavar="FILE", help="job file (the format of jobs/*.yaml)")
+    p.add_argument("--endpoint-url", dest="input.endpoint_url", metavar="URL", help="S3-compatible endpoint (MinIO, Ceph)")
+    p.add_argument("--channels", dest="channels.policy", choices=["split", "mix"], help="channel policy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="granite-batch", description="Batch transcription with Granite 4.0 Speech.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan = sub.add_parser("plan", help="list, decode and cut the input; show what a run would do and cost")
+    _job_args(plan)
+    plan.add_argument("--output", metavar="DIR", help="write DIR/recordings.parquet and DIR/blocks.parquet")
+    plan.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode processes (default: all cores)")
+    args = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    overrides = {k: v for k, v in args.items() if "." in k}
+    try:
+        cfg = load_config(args.get("config"), overrides)
+        if args["command"] == "plan":
+            return _plan(cfg, args["output"], args["workers"])
+    except (ConfigError, SourceError) as err:
+        print(f"granite-batch: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plan(cfg: JobConfig, output: str | None, workers: int) -> int:
+    if output and output.startswith("s3://"):
+        raise ConfigError("plan --output takes a local folder")
+    done = Counter[str]()
+
+    def progress(o: object) -> None:
+        done["n"] += 1
+        if sys.stderr.isatty():
+            print(f"\r  {done['n']} recordings cut", end="", file=sys.stderr, flush=True)
+
+    summary = run_plan(cfg, Path(output) if output else None, workers, progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(render_summary(cfg, summary))
+    if output:
+        print(f"  wrote {output}/recordings.parquet and {output}/blocks.parquet")
+    return 0
+
+
+def _h(seconds: float) -> str:
+    return f"{seconds / 3600:.3f} h"
+
+
+def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
+    ls = s.listing
+    gpu_h = s.speech_s / cfg.engine.expected_rtfx / 3600
+    cost = f", about {gpu_h * cfg.engine.gpu_hour_price:.2f} at {cfg.engine.gpu_hour_price:g}/GPU-h" if cfg.engine.gpu_hour_price else ""
+    by_label = ", ".join(f"{k} {_h(v)}" for k, v in sorted(s.speech_s_by_label.items())) or "none"
+    hard = f" ({100 * s.hard_cuts / s.blocks:.1f}% of blocks)" if s.blocks else ""
+    lines = [
+        f"plan: {cfg.input.uri}",
+        f"  recordings  {s.recordings} ({s.recordings - s.failed} ok, {s.failed} failed)",
+        f"  excluded    {ls.excluded_by_glob} by glob, {ls.excluded_by_modified_since} by modified-since, "
+        f"{ls.folder_markers} folder markers",
+        f"  audio       {_h(s.audio_s)}  formats: {', '.join(f'{k} {v}' for k, v in s.formats.most_common()) or 'none'}",
+        f"  speech      {_h(s.speech_s)} to the model in {s.blocks} blocks of <= {cfg.blocks.max_s:g} s  ({by_label})",
+        f"  dropped     {_h(s.dropped_s)} without speech; {s.hard_cuts} hard cuts inside speech{hard}",
+        f"  estimate    {gpu_h:.4f} GPU-hours at RTFx {cfg.engine.expected_rtfx:g}{cost}",
+        f"  unreadable  {s.failed}",
+    ]
+    lines += [f"    {uri}: {reason}" for uri, reason in s.failures[:50]]
+    if len(s.failures) > 50:
+        lines.append(f"    ... and {len(s.failures) - 50} more (see recordings.parquet)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The one configuration model, shared by the CLI, `jobs/*.yaml` and the Helm chart's ConfigMap.
+
+Precedence, highest first: CLI flags > environment (`GRANITE_BATCH_` prefix, `__` between
+nested keys, e.g. `GRANITE_BATCH_BLOCKS__MAX_S=3.5`) > the YAML job file > defaults.
+Unknown keys are rejected everywhere; `ConfigError` says which key is wrong and how to set it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from contextvars import ContextVar
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+ENV_PREFIX = "GRANITE_BATCH_"
+DEFAULT_MODEL = "ibm-granite/granite-4.0-1b-speech"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputConfig(Section):
+    """Where the recordings are: a local folder or `s3://bucket/prefix`."""
+
+    uri: str = Field(description="Local folder, file, or s3://bucket/prefix to read recordings from.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph RGW); None means AWS.")
+    region: str | None = Field(None, description="S3 region; None uses the AWS default chain.")
+    include: list[str] = Field(["*"], description="Glob(s) on the key below the prefix; a key must match one.")
+    exclude: list[str] = Field(
+        ["*.keywords.txt", "*.json", "*.md5"],
+        description="Glob(s) on the key below the prefix; a matching key is out of scope (and counted).",
+    )
+    max_attempts: int = Field(8, ge=1, description="botocore retry attempts (standard mode) per S3 request.")
+    read_chunk_bytes: int = Field(4 << 20, ge=64 << 10, description="Size of each ranged GET when streaming an object.")
+
+
+class OutputConfig(Section):
+    uri: str | None = Field(None, description="Where results go (local folder or s3://bucket/prefix).")
+
+
+class FiltersConfig(Section):
+    """Which objects are in scope, and the limits a recording must respect.
+
+    Out-of-scope objects (globs, modified_since) are counted, not listed. A recording over a limit
+    is in scope and gets a `failed` row saying which limit: nothing is skipped silently.
+    """
+
+    modified_since: datetime | None = Field(None, description="Only objects modified at or after this instant.")
+    max_size_bytes: int | None = Field(8 << 30, ge=0, description="Larger objects fail with a reason.")
+    max_duration_s: float | None = Field(8 * 3600.0, gt=0, description="Longer recordings fail with a reason.")
+
+
+class ChannelsConfig(Section):
+    policy: Literal["split", "mix"] = Field(
+        "split", description="split: every channel is its own stream (call-center stereo); mix: downmix to mono."
+    )
+    labels: dict[int, str] = Field(
+        {}, description="Channel index -> label, e.g. {0: agent, 1: customer}; unlabelled channels get `ch<i>`."
+    )
+
+    def label(self, channel: int) -> str:
+        if self.policy == "mix":
+            return self.labels.get(0, "mix")
+        return self.labels.get(channel, f"ch{channel}")
+
+
+class BlocksConfig(Section):
+    """How a channel is cut into blocks for the model (see docs/architecture.md#blocks)."""
+
+    max_s: float = Field(4.0, gt=0.5, le=30.0, description="Longest block; Granite's encoder attends in 4 s blocks.")
+    min_s: float = Field(1.0, ge=0.0, description="No cut inside speech earlier than this into a block.")
+    search_s: float = Field(1.5, gt=0.0, description="Window before max_s searched for the quietest cut point.")
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Silero speech probability that starts speech.")
+    vad_gate_dbfs: float | None = Field(
+        -50.0, le=-30.0, description="Runs of 0.5 s quieter than this skip the VAD model (speed); null: never."
+    )
+    min_speech_s: float = Field(0.25, ge=0.0, description="Shorter speech bursts are treated as noise.")
+    min_silence_s: float = Field(0.1, ge=0.0, description="A pause must last this long to end speech.")
+    pad_s: float = Field(0.2, ge=0.0, description="Audio kept before and after detected speech.")
+    merge_gap_s: float = Field(1.0, ge=0.0, description="Pauses up to this long stay inside one block.")
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> BlocksConfig:
+        if self.min_s + 0.1 > self.max_s:
+            raise ValueError("blocks.min_s must be at least 0.1 s below blocks.max_s")
+        return self
+
+
+class ModelConfig(Section):
+    id: str = Field(DEFAULT_MODEL, description="Hub id, local folder, or s3:// mirror of the model.")
+    revision: str | None = Field(None, description="Hub revision (commit) to pin.")
+
+
+class EngineConfig(Section):
+    kind: Literal["vllm", "transformers"] = Field("vllm", description="Inference engine.")
+    expected_rtfx: float = Field(
+        280.0, gt=0, description="Audio seconds per GPU second, for plan's cost estimate (leaderboard A100 figure)."
+    )
+    gpu_hour_price: float = Field(0.0, ge=0, description="Price of one GPU-hour, for plan's cost estimate (0: hide).")
+
+
+class JobConfig(BaseSettings):
+    """A whole job. `jobs/*.yaml` files hold exactly this structure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, nested_model_default_partial_update=True
+    )
+
+    input: InputConfig
+    output: OutputConfig = OutputConfig()
+    filters: FiltersConfig = FiltersConfig()
+    channels: ChannelsConfig = ChannelsConfig()
+    blocks: BlocksConfig = BlocksConfig()
+    model: ModelConfig = ModelConfig()
+    engine: EngineConfig = EngineConfig()
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _uri_shorthand(cls, v: Any) -> Any:
+        return {"uri": v} if isinstance(v, str) else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        job_file = _JOB_FILE.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if job_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=job_file))
+        return tuple(sources)
+
+
+_JOB_FILE: ContextVar[Path | None] = ContextVar("job_file", default=None)
+
+# Config keys that have a CLI flag, for error messages that say how to set a key.
+CLI_FLAGS: dict[str, str] = {
+    "input.uri": "--input",
+    "input.endpoint_url": "--endpoint-url",
+    "output.uri": "--output",
+    "model.id": "--model",
+    "engine.kind": "--engine",
+    "channels.policy": "--channels",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who has to fix it."""
+
+
+def load_config(job_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """Build the effective config. `overrides` are CLI values keyed by dotted path ("input.uri")."""
+    _reject_unknown_env()
+    path = Path(job_file) if job_file else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"job file {path} does not exist")
+    token = _JOB_FILE.set(path)
+    try:
+        return JobConfig(**_nest({k: v for k, v in (overrides or {}).items() if v is not None}))
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+    finally:
+        _JOB_FILE.reset(token)
+
+
+def _reject_unknown_env() -> None:
+    # pydantic-settings ignores prefixed variables that match no section; a typo there would
+    # silently fall back to a default, so treat it like any other unknown key.
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX):
+            section = name[len(ENV_PREFIX) :].split("__")[0].lower()
+            if section not in JobConfig.model_fields:
+                raise ConfigError(f"invalid configuration:\n  environment variable {name}: unknown key `{section}`")
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def _explain(err: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key{_did_you_mean(e['loc'])}")
+            continue
+        how = [f"`{CLI_FLAGS[key]}`"] if key in CLI_FLAGS else []
+        how.append(f"`{ENV_PREFIX}{key.upper().replace('.', '__')}`")
+        how.append(f"`{key}` in the job file")
+        got = f" (got {e['input']!r})" if e["type"] != "missing" else ""
+        lines.append(f"  {key}: {e['msg']}{got}; set it with {' or '.join(how)}")
+    return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] | None = JobConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(model.model_fields)})"
+

@@ -1,0 +1,192 @@
+"""Decode any audio stream to 16 kHz float32, chunk by chunk, without holding the file in memory.
+
+Format detection is by content: FFmpeg (through PyAV) probes the bytes, and the object's name
+is never consulted. Samples are converted to planar float by FFmpeg and resampled to 16 kHz
+with soxr. `DecodeError` carries a one-line reason for the recording's status row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import BinaryIO, Literal
+
+import av
+import numpy as np
+import soxr
+
+from .records import SAMPLE_RATE, AudioInfo
+
+CHUNK_S = 2.0  # audio handed downstream at a time: big enough to amortise per-call overhead
+
+# Content that is often mislabelled as audio, for a clearer reason than "invalid data".
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"<!DOCTYPE", "an HTML/XML document"),
+    (b"<html", "an HTML document"),
+    (b"<?xml", "an XML document"),
+    (b"{", "JSON or text"),
+)
+
+
+class DecodeError(Exception):
+    """The recording cannot be decoded; str() is the one-line reason."""
+
+
+def describe_content(head: bytes) -> str | None:
+    """Name well-known non-audio content from its first bytes."""
+    stripped = head.lstrip()
+    for magic, name in _MAGIC:
+        if stripped[: len(magic)].lower() == magic.lower():
+            return name
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head[:512]):
+        return "plain text"
+    return None
+
+
+class AudioDecoder:
+    """Open a seekable binary stream; iterate `chunks()`; then read `info` for the true values.
+
+    Each chunk has shape (streams, n): one row per channel with `policy="split"`, a single
+    downmixed row with `policy="mix"`.
+    """
+
+    def __init__(
+        self, fileobj: BinaryIO, size_bytes: int, policy: Literal["split", "mix"], max_duration_s: float | None
+    ) -> None:
+        self._policy = policy
+        self._max_duration_s = max_duration_s
+        head = fileobj.read(4096)
+        fileobj.seek(0)
+        if not head:
+            raise DecodeError("empty object (0 bytes)")
+        _check_wav_data_size(head, size_bytes)
+        try:
+            self._container = av.open(fileobj, mode="r")
+        except av.FFmpegError as err:
+            what = describe_content(head)
+            raise DecodeError(f"not audio: content is {what}" if what else f"unreadable: {_ffmpeg_msg(err)}") from None
+        if not self._container.streams.audio:
+            self._container.close()
+            what = describe_content(head) or f"{self._container.format.name} content"
+            raise DecodeError(f"not audio: no audio stream in {what}")
+        self._stream = self._container.streams.audio[0]
+        ctx = self._stream.codec_context
+        if ctx is None or not ctx.name or ctx.sample_rate <= 0:
+            codec = getattr(ctx, "name", None) or "unknown"
+            self._container.close()
+            raise DecodeError(f"unsupported codec: {codec} in {self._container.format.name}")
+        self.format = self._container.format.name
+        self.codec = ctx.name
+        self.sample_rate = ctx.sample_rate
+        self.channels = ctx.channels
+        self.declared_s = self._declared_duration()
+        if max_duration_s is not None and self.declared_s is not None and self.declared_s > max_duration_s:
+            self._container.close()
+            raise DecodeError(
+                f"too long: header declares {self.declared_s:.1f} s, over filters.max_duration_s={max_duration_s:g}"
+            )
+        self._native_samples = 0
+
+    def _declared_duration(self) -> float | None:
+        # Stream-level duration is exact where the format stores it (WAV data size, FLAC
+        # STREAMINFO, MP4 sample tables, MP3 Xing frames); a bitrate guess is not used.
+        s = self._stream
+        if s.duration is None or s.time_base is None or s.duration <= 0:
+            return None
+        return float(s.duration * s.time_base)
+
+    @property
+    def info(self) -> AudioInfo:
+        return AudioInfo(self.format, self.codec, self.sample_rate, self.channels, self.duration_s)
+
+    @property
+    def duration_s(self) -> float:
+        return self._native_samples / self.sample_rate
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        streams = 1 if self._policy == "mix" else self.channels
+        resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, streams, dtype="float32", quality="HQ")
+        to_float = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=self.sample_rate)
+        pending: list[np.ndarray] = []
+        pending_n, chunk_n = 0, int(CHUNK_S * self.sample_rate)
+        try:
+            for frame in self._decode():
+                for planar in to_float.resample(frame):
+                    x = planar.to_ndarray()  # (channels, n) float32
+                    if x.shape[0] != self.channels:
+                        raise DecodeError(f"channel count changed mid-stream ({self.channels} -> {x.shape[0]})")
+                    self._native_samples += x.shape[1]
+                    self._check_length()
+                    pending.append(x)
+                    pending_n += x.shape[1]
+                    if pending_n >= chunk_n:
+                        yield self._resample(resampler, pending, last=False)
+                        pending, pending_n = [], 0
+            yield self._resample(resampler, pending, last=True)
+        finally:
+            self._container.close()
+        if self._native_samples == 0:
+            raise DecodeError(f"no audio samples decoded ({self.codec} in {self.format})")
+        self._check_declared()
+
+    def _decode(self) -> Iterator[av.AudioFrame]:
+        try:
+            yield from self._container.decode(self._stream)
+        except av.FFmpegError as err:
+            raise DecodeError(f"corrupt or truncated at {self.duration_s:.2f} s: {_ffmpeg_msg(err)}") from None
+
+    def _resample(self, resampler: soxr.ResampleStream, parts: list[np.ndarray], last: bool) -> np.ndarray:
+        x = np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0), np.float32)
+        if self._policy == "mix":
+            x = x.mean(axis=0, keepdims=True)
+        if not np.isfinite(x).all():  # NaN/Inf in float formats: silence rather than poison the model
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        y = resampler.resample_chunk(np.ascontiguousarray(x.T), last=last)
+        return np.ascontiguousarray(y.T)
+
+    def _check_length(self) -> None:
+        if self._max_duration_s is not None and self.duration_s > self._max_duration_s:
+            raise DecodeError(f"too long: over filters.max_duration_s={self._max_duration_s:g} s")
+
+    def _check_declared(self) -> None:
+        # A header that promises much more audio than the data holds: truncated or lying.
+        declared = self.declared_s
+        if declared is not None and declared - self.duration_s > max(0.5, 0.02 * declared):
+            raise DecodeError(
+                f"truncated: header declares {declared:.2f} s but the data holds {self.duration_s:.2f} s"
+            )
+
+
+def _check_wav_data_size(head: bytes, size_bytes: int) -> None:
+    """FFmpeg silently clamps a WAV data chunk to the bytes present, so a truncated WAV (or one
+    whose header lies about its length) would pass as a shorter recording. Check it ourselves."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"data":
+            # 0 and 0xFFFFFFFF are the customary "length unknown" of streamed WAV writers.
+            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > size_bytes:
+                raise DecodeError(
+                    f"truncated: WAV header declares {size} bytes of audio but the object holds {size_bytes - pos - 8}"
+                )
+            return
+        pos += 8 + size + (size & 1)
+
+
+def _ffmpeg_msg(err: Exception) -> str:
+    msg = getattr(err, "strerror", None) or str(err)
+    return " ".join(str(msg).split())[:200]
+
+
+def frame_tolerance_s(info: AudioInfo) -> float:
+    """Largest codec frame for the detected codec, the unit durations may differ by."""
+    frame = {"mp3": 1152, "mp3float": 1152, "aac": 2048, "vorbis": 2048, "opus": 960 * math.ceil(info.sample_rate / 48000)}
+    return frame.get(info.codec, 1) / info.sample_rate

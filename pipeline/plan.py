@@ -1,0 +1,180 @@
+"""`granite-batch plan`: list, fetch, decode and cut everything, and say what a run would cost.
+
+Recordings are cut in a pool of worker processes with a bounded number in flight, so memory stays
+flat whatever the size of the listing. Rows stream into Parquet as results arrive.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import JobConfig
+from .prepare import Outcome, cut_recording, drain
+from .records import Block, Recording
+from .schema import PLAN_BLOCKS, PLAN_RECORDINGS
+from .sources import ListingStats, Source, open_source
+
+
+def recording_row(o: Outcome) -> dict[str, Any]:
+    i = o.info
+    return {
+        "source_uri": o.recording.source_uri,
+        "recording_id": o.recording.recording_id,
+        "source_etag": o.recording.etag,
+        "size_bytes": o.recording.size_bytes,
+        "status": o.status,
+        "error": o.error,
+        "format": i.format if i else None,
+        "codec": i.codec if i else None,
+        "duration_s": i.duration_s if i else None,
+        "sample_rate": i.sample_rate if i else None,
+        "channels": i.channels if i else None,
+        "speech_s": o.speech_s if o.status == "ok" else None,
+        "blocks": o.blocks if o.status == "ok" else None,
+    }
+
+
+def block_row(b: Block, source_uri: str, label: str) -> dict[str, Any]:
+    return {
+        "recording_id": b.recording_id,
+        "source_uri": source_uri,
+        "channel": b.channel,
+        "channel_label": label,
+        "block_index": b.index,
+        "start_s": b.start_s,
+        "end_s": b.end_s,
+    }
+
+
+_SOURCES: dict[str, Source] = {}
+
+
+def _worker_source(cfg: JobConfig) -> Source:
+    """One source (one S3 client) per worker process, reused across recordings."""
+    key = cfg.model_dump_json(include={"input", "filters"})
+    if key not in _SOURCES:
+        _SOURCES[key] = open_source(cfg.input, cfg.filters)
+    return _SOURCES[key]
+
+
+def plan_one(rec: Recording, cfg: JobConfig) -> tuple[Outcome, list[dict[str, Any]]]:
+    """Cut one recording; its block rows (without samples), or none if it failed."""
+    rows: list[dict[str, Any]] = []
+    outcome = drain(
+        cut_recording(rec, _worker_source(cfg), cfg),
+        lambda b: rows.append(block_row(b, rec.source_uri, cfg.channels.label(b.channel))),
+    )
+    return outcome, rows if outcome.status == "ok" else []
+
+
+@dataclass
+class PlanSummary:
+    listing: ListingStats
+    recordings: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+    speech_s_by_label: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    blocks: int = 0
+    hard_cuts: int = 0
+    dropped_s: float = 0.0
+    formats: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (source_uri, reason)
+
+    def add(self, o: Outcome) -> None:
+        self.recordings += 1
+        if o.status != "ok":
+            self.failed += 1
+            self.failures.append((o.recording.source_uri, o.error or ""))
+            return
+        assert o.info is not None
+        self.audio_s += o.info.duration_s
+        self.formats[f"{o.info.format.split(',')[0]}/{o.info.codec}"] += 1
+        for c in o.channels:
+            self.speech_s_by_label[c.label] += c.speech_s
+            self.blocks += c.blocks
+            self.hard_cuts += c.hard_cuts
+            self.dropped_s += c.dropped_s
+
+    @property
+    def speech_s(self) -> float:
+        return sum(self.speech_s_by_label.values())
+
+
+class _ParquetStream:
+    """Append rows to one Parquet file in row groups; the file appears complete or not at all."""
+
+    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = 50_000) -> None:
+        self.path, self.schema, self.batch_rows = path, schema, batch_rows
+        self._tmp = path.with_name(f".{path.name}.partial")
+        self._writer = pq.ParquetWriter(self._tmp, schema)
+        self._rows: list[dict[str, Any]] = []
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) >= self.batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, self.schema))
+            self._rows = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+
+def run_plan(
+    cfg: JobConfig, out_dir: Path | None, workers: int, on_outcome: Callable[[Outcome], None] = lambda o: None
+) -> PlanSummary:
+    source = open_source(cfg.input, cfg.filters)
+    summary = PlanSummary(source.stats)
+    sinks: tuple[_ParquetStream, _ParquetStream] | None = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sinks = (_ParquetStream(out_dir / "recordings.parquet", PLAN_RECORDINGS), _ParquetStream(out_dir / "blocks.parquet", PLAN_BLOCKS))
+    for outcome, rows in _map(cfg, source.recordings(), workers):
+        summary.add(outcome)
+        on_outcome(outcome)
+        if sinks:
+            sinks[0].extend([recording_row(outcome)])
+            sinks[1].extend(rows)
+    if sinks:
+        for s in sinks:
+            s.close()
+    return summary
+
+
+def _map(cfg: JobConfig, recs: Iterator[Recording], workers: int) -> Iterator[tuple[Outcome, list[dict[str, Any]]]]:
+    if workers <= 1:
+        for rec in recs:
+            yield plan_one(rec, cfg)
+        return
+    # spawn, not fork: the parent holds boto3 and onnxruntime state that must not be shared.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending: dict[Future[tuple[Outcome, list[dict[str, Any]]]], Recording] = {}
+        for rec in recs:
+            pending[pool.submit(plan_one, rec, cfg)] = rec
+            if len(pending) >= 2 * workers:  # bounded: a million keys never queue up at once
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (_result(f, pending.pop(f)) for f in done)
+        for f in list(pending):
+            yield _result(f, pending.pop(f))
+
+
+def _result(f: Future[tuple[Outcome, list[dict[str, Any]]]], rec: Recording) -> tuple[Outcome, list[dict[str, Any]]]:
+    try:
+        return f.result()
+    except Exception as err:  # the worker died (e.g. killed): the recording is failed, not lost
+        return Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), []

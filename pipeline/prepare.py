@@ -1,0 +1,71 @@
+"""One recording in, its blocks out: open from the store, decode, and cut every channel.
+
+`cut_recording` is a generator: it yields `Block`s as they are cut (constant memory on multi-hour
+files) and *returns* the recording's `Outcome`. Blocks of a recording whose outcome is `failed`
+(e.g. truncation found at the end of the stream) must be discarded by the consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Literal
+
+from .blocks import ChannelBlocker
+from .config import JobConfig
+from .decode import AudioDecoder, DecodeError
+from .records import AudioInfo, Block, ChannelStats, Recording
+from .sources import Source, SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recording: Recording
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    info: AudioInfo | None = None
+    channels: tuple[ChannelStats, ...] = ()
+
+    @property
+    def speech_s(self) -> float:
+        return sum(c.speech_s for c in self.channels)
+
+    @property
+    def blocks(self) -> int:
+        return sum(c.blocks for c in self.channels)
+
+
+def cut_recording(rec: Recording, source: Source, cfg: JobConfig) -> Generator[Block, None, Outcome]:
+    limit = cfg.filters.max_size_bytes
+    if limit is not None and rec.size_bytes > limit:
+        return Outcome(rec, "failed", f"too large: {rec.size_bytes} bytes, over filters.max_size_bytes={limit}")
+    try:
+        with source.open(rec) as f:
+            dec = AudioDecoder(f, rec.size_bytes, cfg.channels.policy, cfg.filters.max_duration_s)
+            streams = 1 if cfg.channels.policy == "mix" else dec.channels
+            blockers = [
+                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c), cfg.blocks) for c in range(streams)
+            ]
+            for chunk in dec.chunks():
+                for blocker, samples in zip(blockers, chunk):
+                    yield from blocker.push(samples)
+            for blocker in blockers:
+                yield from blocker.finish()
+    except (DecodeError, SourceError) as err:
+        return Outcome(rec, "failed", str(err))
+    except Exception as err:  # a bug or a codec corner case: one recording fails, the run goes on
+        log.exception("unexpected error on %s", rec.source_uri)
+        return Outcome(rec, "failed", f"internal error: {type(err).__name__}: {err}")
+    return Outcome(rec, "ok", None, dec.info, tuple(b.stats() for b in blockers))
+
+
+def drain(gen: Generator[Block, None, Outcome], on_block: Callable[[Block], None]) -> Outcome:
+    """Run `cut_recording` to the end, handing each block to `on_block`; return the outcome."""
+    while True:
+        try:
+            on_block(next(gen))
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,35 @@
+"""Where recordings come from: a local folder or an S3(-compatible) prefix.
+
+A source lists `Recording`s lazily (a million keys never sit in memory) and opens one as a
+seekable binary stream that reads from the store on demand: nothing is downloaded first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+from ..config import FiltersConfig, InputConfig
+from ..records import Recording
+from .scope import ListingStats, SourceError
+
+
+class Source(Protocol):
+    stats: ListingStats
+
+    def recordings(self) -> Iterator[Recording]: ...
+
+    def open(self, recording: Recording) -> BinaryIO: ...
+
+
+def open_source(inp: InputConfig, filters: FiltersConfig) -> Source:
+    if inp.uri.startswith("s3://"):
+        from .s3 import S3Source
+
+        return S3Source(inp, filters)
+    from .local import LocalSource
+
+    return LocalSource(inp, filters)
+
+
+__all__ = ["ListingStats", "Source", "SourceError", "open_source"]

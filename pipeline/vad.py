@@ -1,0 +1,106 @@
+"""Speech probability per 32 ms frame, from the Silero VAD model shipped in the `silero-vad` package.
+
+We run the package's *sequence* ONNX export (many frames per call, bit-exact with the stock
+frame-by-frame model) through onnxruntime and carry its LSTM state across calls, so a channel
+streams through in constant memory. The package's Python helpers import torch; the model file
+does not need it, so we locate the file without importing the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
+_CONTEXT = 64  # trailing samples of the previous frame the model sees
+_MAX_FRAMES_PER_CALL = 512
+# Near-silent stretches are not run through the model (it costs ~80% of audio-in CPU, and in a
+# split stereo call each channel is quiet about half the time). Only the inside of a run of at
+# least _GATE_RUN quiet frames is skipped; the last _WARMUP frames still go through the model,
+# which restarts from a zero state as at the start of a file.
+_GATE_RUN = 16  # 0.5 s
+_WARMUP = 4
+
+
+@functools.cache
+def _session():  # one per process: the session is thread-safe and costs ~10 MB
+    import onnxruntime as ort
+
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the silero-vad package is not installed (pip install silero-vad)")
+    model = Path(spec.submodule_search_locations[0]) / "data" / "silero_vad_16k_sequence.onnx"
+    opts = ort.SessionOptions()
+    # One thread: parallelism comes from running many recordings at once, not from inside one.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class StreamingVad:
+    """Feed 16 kHz float32 samples in any chunk sizes; get one probability per completed frame."""
+
+    def __init__(self, gate_dbfs: float | None = -50.0) -> None:
+        self._session = _session()
+        self._reset()
+        self._pending = np.zeros(0, np.float32)
+        # mean square per frame below which a frame counts as quiet (dBFS of a full-scale sine = 0)
+        self._gate = None if gate_dbfs is None else 0.5 * 10 ** (gate_dbfs / 10)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        data = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        whole = data.size - data.size % FRAME
+        self._pending = data[whole:].copy()
+        return self._run(data[:whole])
+
+    def flush(self) -> np.ndarray:
+        """Probability of the last partial frame (zero-padded), if any."""
+        if not self._pending.size:
+            return np.zeros(0, np.float32)
+        last = np.zeros(FRAME, np.float32)
+        last[: self._pending.size] = self._pending
+        self._pending = np.zeros(0, np.float32)
+        return self._run(last)
+
+    def _run(self, audio: np.ndarray) -> np.ndarray:
+        frames = audio.reshape(-1, FRAME).astype(np.float32, copy=False)
+        probs = np.zeros(len(frames), np.float32)
+        pos = 0
+        for a, b in self._quiet_runs(frames):
+            if a > pos:
+                probs[pos:a] = self._model(frames[pos:a])
+            self._reset()
+            pos = b
+        if pos < len(frames):
+            probs[pos:] = self._model(frames[pos:])
+        return probs
+
+    def _quiet_runs(self, frames: np.ndarray) -> list[tuple[int, int]]:
+        """[a, b) frame ranges to skip: the inside of long quiet runs, minus the warm-up."""
+        if self._gate is None or not len(frames):
+            return []
+        quiet = np.einsum("ij,ij->i", frames, frames) / FRAME < self._gate
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+        return [(int(a), int(b) - _WARMUP) for a, b in zip(edges[::2], edges[1::2]) if b - a >= _GATE_RUN]
+
+    def _reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), np.float32)
+        self._c = np.zeros((1, 1, 128), np.float32)
+        self._context = np.zeros(_CONTEXT, np.float32)
+
+    def _model(self, frames: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(frames), _MAX_FRAMES_PER_CALL):
+            chunk = frames[i : i + _MAX_FRAMES_PER_CALL]
+            contexts = np.empty((len(chunk), _CONTEXT), np.float32)
+            contexts[0] = self._context
+            contexts[1:] = chunk[:-1, -_CONTEXT:]
+            self._context = chunk[-1, -_CONTEXT:].copy()
+            probs, self._h, self._c = self._session.run(
+                ["speech_probs", "hn", "cn"], {"input": np.concatenate([contexts, chunk], axis=1), "h": self._h, "c": self._c}
+            )
+            out.append(probs.reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
