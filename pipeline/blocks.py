@@ -78,6 +78,11 @@ class SpeechTracker:
                     self._close(self._silence_start, closed)
         return closed
 
+    @property
+    def position(self) -> int:
+        """Samples covered by the probabilities seen so far."""
+        return self._frames * FRAME
+
     def finish(self, total: int) -> list[Span]:
         closed: list[Span] = []
         if self.open_start is not None:
@@ -208,15 +213,17 @@ class ChannelBlocker:
     def _emit(self, final: bool) -> Iterator[Block]:
         pad = _n(self.cfg.pad_s)
         energy = self._energy[: self._energy_n]
+        # Decide on what the VAD has seen, which lags the samples pushed by up to a group.
+        known = self._known if final else min(self._known, self._tracker.position)
         while True:
             spans = list(self._spans)
             if self._tracker.open_start is not None:
-                spans.append(Span(self._tracker.open_start, self._known))
+                spans.append(Span(self._tracker.open_start, known))
             if self._start is None:
                 if not spans:
                     break
                 self._start = max(spans[0].start - pad, self._last_end)
-            cut = choose_block(self._start, spans, energy, self._known, final, self.cfg)
+            cut = choose_block(self._start, spans, energy, known, final, self.cfg)
             if cut is None:
                 break
             yield self._block(self._start, cut.end)
@@ -224,7 +231,7 @@ class ChannelBlocker:
             self._start = cut.next_start
             done = cut.end if cut.next_start is None else cut.next_start
             self._spans = [s for s in self._spans if s.end > done]
-        self._trim(pad)
+        self._trim(pad, known)
 
     def _append_energy(self, values: np.ndarray) -> None:
         need = self._energy_n + values.size
@@ -248,9 +255,9 @@ class ChannelBlocker:
             self._dropped_spans += 1
             self._last_end = upto
 
-    def _trim(self, pad: int) -> None:
+    def _trim(self, pad: int, known: int) -> None:
         # Keep what a future block may still need: from the block in progress, else `pad` back.
-        keep = self._start if self._start is not None else max(self._last_end, self._known - pad - FRAME)
+        keep = self._start if self._start is not None else max(self._last_end, known - pad - FRAME)
         if self._tracker.open_start is not None:
             keep = min(keep, max(self._tracker.open_start - pad, self._last_end))
         for s in self._spans:

@@ -23,6 +23,9 @@ _MAX_FRAMES_PER_CALL = 512
 # which restarts from a zero state as at the start of a file.
 _GATE_RUN = 16  # 0.5 s
 _WARMUP = 4
+# Frames are processed in groups aligned to the start of the stream, so the result does not
+# depend on how the caller sliced the samples (the gate looks at one group at a time).
+_GROUP = 64
 
 
 @functools.cache
@@ -51,31 +54,33 @@ class StreamingVad:
         self._gate = None if gate_dbfs is None else 0.5 * 10 ** (gate_dbfs / 10)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
+        """Probabilities for the frames completed so far (held back in groups of 2 s)."""
         data = np.concatenate([self._pending, samples]) if self._pending.size else samples
-        whole = data.size - data.size % FRAME
+        whole = data.size - data.size % (FRAME * _GROUP)
         self._pending = data[whole:].copy()
         return self._run(data[:whole])
 
     def flush(self) -> np.ndarray:
-        """Probability of the last partial frame (zero-padded), if any."""
+        """Probabilities of the frames still held back, the last one zero-padded."""
         if not self._pending.size:
             return np.zeros(0, np.float32)
-        last = np.zeros(FRAME, np.float32)
-        last[: self._pending.size] = self._pending
+        tail = np.zeros(-(-self._pending.size // FRAME) * FRAME, np.float32)
+        tail[: self._pending.size] = self._pending
         self._pending = np.zeros(0, np.float32)
-        return self._run(last)
+        return self._run(tail)
 
     def _run(self, audio: np.ndarray) -> np.ndarray:
         frames = audio.reshape(-1, FRAME).astype(np.float32, copy=False)
         probs = np.zeros(len(frames), np.float32)
-        pos = 0
-        for a, b in self._quiet_runs(frames):
-            if a > pos:
-                probs[pos:a] = self._model(frames[pos:a])
-            self._reset()
-            pos = b
-        if pos < len(frames):
-            probs[pos:] = self._model(frames[pos:])
+        for g in range(0, len(frames), _GROUP):
+            group, pos = frames[g : g + _GROUP], 0
+            for a, b in self._quiet_runs(group):
+                if a > pos:
+                    probs[g + pos : g + a] = self._model(group[pos:a])
+                self._reset()
+                pos = b
+            if pos < len(group):
+                probs[g + pos : g + len(group)] = self._model(group[pos:])
         return probs
 
     def _quiet_runs(self, frames: np.ndarray) -> list[tuple[int, int]]:

@@ -28,7 +28,14 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client(inp: InputConfig) -> Any:
-    cfg = Config(retries={"mode": "standard", "max_attempts": inp.max_attempts}, max_pool_connections=32)
+    cfg = Config(
+        retries={"mode": "standard", "max_attempts": inp.max_attempts},
+        max_pool_connections=32,
+        # S3-compatible stores (MinIO, Ceph) have no wildcard DNS and vary in checksum support.
+        s3={"addressing_style": "path"} if inp.endpoint_url else None,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
     return boto3.session.Session().client("s3", endpoint_url=inp.endpoint_url, region_name=inp.region, config=cfg)
 
 

@@ -1,0 +1,102 @@
+"""Decoding real encoded audio in every supported format, and refusing bad input with a reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.decode import AudioDecoder, DecodeError, frame_tolerance_s
+from pipeline.records import SAMPLE_RATE
+from tests import corpus as C
+
+
+def decode(path: Path, policy: str = "split", max_duration_s: float | None = None) -> tuple[AudioDecoder, np.ndarray]:
+    with open(path, "rb") as f:
+        dec = AudioDecoder(f, path.stat().st_size, policy, max_duration_s)  # type: ignore[arg-type]
+        audio = np.concatenate(list(dec.chunks()), axis=1)
+    return dec, audio
+
+
+@pytest.mark.parametrize("fmt", C.FORMATS)
+def test_every_format_decodes_with_true_duration(corpus, fmt):
+    dec, audio = decode(corpus.formats[fmt])
+    info = dec.info
+    assert info.channels == 2
+    assert abs(info.duration_s - corpus.call.duration_s) <= frame_tolerance_s(info) + 1e-9
+    # 16 kHz output covers the same time span, sample for sample.
+    assert abs(audio.shape[1] - round(info.duration_s * SAMPLE_RATE)) <= 1
+    assert audio.dtype == np.float32 and np.isfinite(audio).all()
+
+
+def test_pcm_is_sample_exact_on_the_source_timeline(corpus):
+    _, audio = decode(corpus.formats["wav_f32"])
+    assert audio.shape == corpus.call.samples.shape
+    np.testing.assert_allclose(audio, corpus.call.samples, atol=1e-4)
+
+
+def test_telephone_8k_mulaw_stereo(corpus):
+    dec, audio = decode(corpus.telephone)
+    assert (dec.info.format, dec.info.codec, dec.info.sample_rate, dec.info.channels) == ("wav", "pcm_mulaw", 8000, 2)
+    assert audio.shape[0] == 2
+    assert abs(audio.shape[1] / SAMPLE_RATE - corpus.telephone_call.duration_s) < 1e-3
+    # The channels say different things: each is loud where the other is quiet.
+    for ch, start, end in corpus.telephone_call.speech:
+        seg = audio[:, int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        rms = np.sqrt((seg**2).mean(axis=1))
+        assert rms[ch] > 10 * rms[1 - ch]
+
+
+def test_mix_policy_downmixes(corpus):
+    dec, audio = decode(corpus.formats["wav_f32"], policy="mix")
+    assert audio.shape[0] == 1
+    np.testing.assert_allclose(audio[0], corpus.call.samples.mean(axis=0), atol=1e-4)
+
+
+def test_misnamed_audio_is_decoded_by_content(corpus):
+    for name, path in corpus.misnamed.items():
+        dec, audio = decode(path)
+        assert dec.info.duration_s > 1.0, name
+    assert decode(corpus.misnamed["speech.mp3"])[0].info.codec == "opus"
+    assert decode(corpus.misnamed["speech.wav"])[0].info.codec == "flac"
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("empty.wav", "empty object (0 bytes)"),
+        ("truncated.mp3", "truncated: header declares"),
+        ("truncated.flac", "corrupt or truncated at"),
+        ("truncated.wav", "truncated: WAV header declares"),
+        ("huge_header.wav", "truncated: WAV header declares 4294967280 bytes"),
+        ("garbage.mp3", "unreadable: "),
+        ("text.wav", "not audio: content is plain text"),
+        ("page.mp3", "not audio: content is an HTML"),
+        ("image.flac", "not audio: no audio stream in a JPEG image"),
+        ("video_only.mp4", "not audio: no audio stream"),
+        ("unsupported.wav", "unsupported codec"),
+    ],
+)
+def test_bad_input_fails_with_a_one_line_reason(corpus, name, reason):
+    with pytest.raises(DecodeError) as err:
+        decode(corpus.bad[name])
+    assert str(err.value).startswith(reason)
+    assert "\n" not in str(err.value)
+
+
+def test_duration_limit(corpus):
+    with pytest.raises(DecodeError, match=r"too long: header declares .* over filters.max_duration_s=5"):
+        decode(corpus.formats["wav_s16"], max_duration_s=5)
+    # Without a trustworthy header length (Ogg Opus), the limit stops decoding as it is passed.
+    with pytest.raises(DecodeError, match=r"too long"):
+        decode(corpus.formats["webm"], max_duration_s=5)
+
+
+def test_nan_and_inf_samples_become_silence(tmp_path):
+    x = np.zeros((1, 16000), np.float32)
+    x[0, 100:200] = np.nan
+    x[0, 300] = np.inf
+    path = C.encode(x, 16000, "wav_f32", tmp_path / "nan.wav")
+    _, audio = decode(path)
+    assert np.isfinite(audio).all()
