@@ -198,6 +198,10 @@ def _explain(err: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "missing" and key in JobConfig.model_fields:  # a whole section: name its required keys
+            section = JobConfig.model_fields[key].annotation
+            required = [n for n, f in section.model_fields.items() if f.is_required()]  # type: ignore[union-attr]
+            key = ".".join([key, required[0]]) if len(required) == 1 else key
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key{_did_you_mean(e['loc'])}")
             continue

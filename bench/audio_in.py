@@ -1,0 +1,175 @@
+"""Audio-in throughput: list, fetch, decode, resample, VAD and blocking, ours against a naive loader.
+
+Builds >= 1 hour of mixed-format recordings from real speech (pocketsphinx-testdata), serves them
+from a moto S3 server, and runs in separate processes, one core each:
+  ours:  `pipeline.plan.run_plan` (ranged GETs, PyAV + soxr streaming, Silero VAD, blocker);
+  naive: GET the whole object, soundfile.read, downmix, soxr HQ to 16 kHz (what librosa.load
+         does), fixed 4 s cuts. soundfile cannot read M4A or WebM: those count as its failures.
+It then runs ours on one 10-minute and one 2-hour file to compare peak RSS (flat memory).
+
+Last line: audio_in_x_realtime_per_core=<float> vs_naive=<ratio> peak_rss_mb=<int>
+Tried on: 2-core x86_64 VM, no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (format, channels, rate): call-center stereo telephony plus the usual compressed formats.
+MIX = [
+    ("wav_mulaw", 2, 8000),
+    ("mp3", 1, 16000),
+    ("opus", 2, 16000),
+    ("m4a", 1, 16000),
+    ("flac", 2, 16000),
+    ("ogg_vorbis", 1, 16000),
+    ("webm", 1, 16000),
+    ("wav_s16", 2, 8000),
+]
+
+
+def _long_call(minutes: float, channels: int, rate: int, seed: int):
+    from tests import corpus as C
+
+    utts = C.speech_utterances()
+    rng = np.random.default_rng(seed)
+    picked, total = [], 0.0
+    while total < minutes * 60:
+        u = utts[int(rng.integers(len(utts)))]
+        picked.append(u)
+        total += u.duration_s + 1.0
+    gaps = list(rng.uniform(0.3, 2.0, len(picked) + 1))
+    return C.make_call(picked, gaps, channels=channels, rate=rate, seed=seed)
+
+
+def build(work: Path, svc, hours: float) -> dict[str, str]:
+    from tests import corpus as C
+    from tests.conftest import upload_tree
+
+    files: dict[str, Path] = {}
+    per_file_min = 5.0
+    n = int(np.ceil(hours * 60 / per_file_min))
+    for i in range(n):
+        fmt, ch, rate = MIX[i % len(MIX)]
+        call = _long_call(per_file_min, ch, rate, seed=i)
+        files[f"mixed/{i:03d}.{C.FORMAT_EXT[fmt]}"] = C.encode(call.samples, rate, fmt, work / f"{i:03d}.{C.FORMAT_EXT[fmt]}")
+    for name, minutes in (("10min", 10.0), ("2h", 120.0)):
+        one = _long_call(10.0, 1, 16000, seed=99)
+        reps = int(np.ceil(minutes / (one.duration_s / 60)))
+        x = np.tile(one.samples, (1, reps))[:, : int(minutes * 60 * 16000)]
+        files[f"{name}/call.mp3"] = C.encode(x, 16000, "mp3", work / f"{name}.mp3")
+    upload_tree(svc, "bench", "audio", files)
+    return {k: str(v) for k, v in files.items()}
+
+
+def _peak_rss_mb() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report the
+    # (large) parent's peak.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def role_ours(uri: str, endpoint: str) -> dict:
+    from pipeline.config import load_config
+    from pipeline.plan import run_plan
+
+    cfg = load_config(None, {"input.uri": uri, "input.endpoint_url": endpoint})
+    t0, c0 = time.perf_counter(), _cpu_s()
+    s = run_plan(cfg, None, workers=1)
+    return {"audio_s": s.audio_s, "cpu_s": _cpu_s() - c0, "wall_s": time.perf_counter() - t0, "files": s.recordings,
+            "failed": s.failed, "blocks": s.blocks}
+
+
+def role_naive(uri: str, endpoint: str) -> dict:
+    import boto3
+    import soundfile as sf
+    import soxr
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    t0, c0 = time.perf_counter(), _cpu_s()
+    audio_s, files, failed, blocks = 0.0, 0, [], 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            files += 1
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()  # download first
+            try:
+                x, sr = sf.read(io.BytesIO(body), dtype="float32", always_2d=True)
+            except Exception:
+                failed.append(obj["Key"].rsplit(".", 1)[-1])
+                continue
+            y = soxr.resample(x.mean(axis=1), sr, 16000, quality="HQ")
+            blocks += len([y[i : i + 64000] for i in range(0, y.size, 64000)])
+            audio_s += x.shape[0] / sr
+    return {"audio_s": audio_s, "cpu_s": _cpu_s() - c0, "wall_s": time.perf_counter() - t0, "files": files,
+            "failed": len(failed), "failed_formats": sorted(set(failed)), "blocks": blocks}
+
+
+def _run_role(role: str, uri: str, endpoint: str, env: dict[str, str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--role", role, "--uri", uri, "--endpoint", endpoint],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--hours", type=float, default=1.0, help="mixed-format audio to generate (default 1)")
+    p.add_argument("--role", choices=["ours", "naive"], help=argparse.SUPPRESS)
+    p.add_argument("--uri", help=argparse.SUPPRESS)
+    p.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.role:
+        result = (role_ours if args.role == "ours" else role_naive)(args.uri, args.endpoint)
+        result["peak_rss_mb"] = _peak_rss_mb()
+        print(json.dumps(result))
+        return
+
+    import os
+
+    from tests.services.moto_s3 import start_moto
+
+    with start_moto() as svc, tempfile.TemporaryDirectory() as work:
+        t = time.perf_counter()
+        build(Path(work), svc, args.hours)
+        print(f"built and uploaded corpus in {time.perf_counter() - t:.0f} s")
+        env = {**os.environ, **{k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"},
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        runs = {}
+        for role, prefix in (("ours", "audio/mixed/"), ("naive", "audio/mixed/"), ("ours", "audio/10min/"), ("ours", "audio/2h/")):
+            runs[(role, prefix)] = r = _run_role(role, f"s3://bench/{prefix}", svc.endpoint_url, env)
+            xrt = r["audio_s"] / r["cpu_s"]
+            print(f"{role:5s} {prefix:14s} audio {r['audio_s'] / 3600:6.3f} h  cpu {r['cpu_s']:7.1f} s  "
+                  f"{xrt:6.0f}x realtime/core  files {r['files']} (failed {r['failed']}"
+                  f"{' ' + ','.join(r.get('failed_formats', [])) if r.get('failed_formats') else ''})  "
+                  f"blocks {r['blocks']}  peak RSS {r['peak_rss_mb']:.0f} MB")
+    ours, naive = runs[("ours", "audio/mixed/")], runs[("naive", "audio/mixed/")]
+    ours_x, naive_x = ours["audio_s"] / ours["cpu_s"], naive["audio_s"] / naive["cpu_s"]
+    rss_ratio = runs[("ours", "audio/2h/")]["peak_rss_mb"] / runs[("ours", "audio/10min/")]["peak_rss_mb"]
+    print(f"peak RSS 2 h file / 10 min file: {rss_ratio:.2f} (target <= 1.5)")
+    print(f"audio_in_x_realtime_per_core={ours_x:.1f} vs_naive={ours_x / naive_x:.2f} peak_rss_mb={ours['peak_rss_mb']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
