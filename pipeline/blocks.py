@@ -243,7 +243,9 @@ class ChannelBlocker:
     def _block(self, start: int, end: int) -> Block:
         self._count_drop(start)
         samples = self._buf[start - self._buf_at : end - self._buf_at].copy()
-        block = Block(self.recording_id, self.channel, self._index, samples_to_s(start), samples_to_s(end), samples)
+        block = Block(
+            self.recording_id, self.channel, self.label, self._index, samples_to_s(start), samples_to_s(end), samples
+        )
         self._index += 1
         self._speech += end - start
         self._last_end = end

@@ -78,7 +78,7 @@ def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
         f"{ls.folder_markers} folder markers",
         f"  audio       {_h(s.audio_s)}  formats: {', '.join(f'{k} {v}' for k, v in s.formats.most_common()) or 'none'}",
         f"  speech      {_h(s.speech_s)} to the model in {s.blocks} blocks of <= {cfg.blocks.max_s:g} s  ({by_label})",
-        f"  dropped     {_h(s.dropped_s)} without speech; {s.hard_cuts} hard cuts inside speech{hard}",
+        f"  dropped     {_h(s.dropped_s)} without speech; {s.hard_cuts} cuts inside speech where no pause was found{hard}",
         f"  estimate    {gpu_h:.4f} GPU-hours at RTFx {cfg.engine.expected_rtfx:g}{cost}",
         f"  unreadable  {s.failed}",
     ]

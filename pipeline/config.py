@@ -8,6 +8,7 @@ Unknown keys are rejected everywhere; `ConfigError` says which key is wrong and 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from contextvars import ContextVar
 from datetime import datetime
@@ -61,12 +62,16 @@ class ChannelsConfig(Section):
         "split", description="split: every channel is its own stream (call-center stereo); mix: downmix to mono."
     )
     labels: dict[int, str] = Field(
-        {}, description="Channel index -> label, e.g. {0: agent, 1: customer}; unlabelled channels get `ch<i>`."
+        {}, description="Channel index -> label for multi-channel recordings, e.g. {0: agent, 1: customer}; "
+        "unlabelled channels get `ch<i>`."
     )
+    mono_label: str = Field("mono", description="Label of single-channel recordings (and `mix` output is `mix`).")
 
-    def label(self, channel: int) -> str:
+    def label(self, channel: int, channels: int) -> str:
         if self.policy == "mix":
-            return self.labels.get(0, "mix")
+            return "mix"
+        if channels == 1:
+            return self.mono_label
         return self.labels.get(channel, f"ch{channel}")
 
 
@@ -224,3 +229,17 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(model.model_fields)})"
 
+
+
+def markdown_reference() -> str:
+    """Every key with its default and meaning, as docs/configuration.md shows it (a test keeps them equal)."""
+    rows = ["| key | default | env | meaning |", "| --- | --- | --- | --- |"]
+    for section, sf in JobConfig.model_fields.items():
+        model = sf.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name, f in model.model_fields.items():
+            key = f"{section}.{name}"
+            default = "required" if f.is_required() else f"`{json.dumps(f.default, default=str)}`"
+            env = f"`{ENV_PREFIX}{section.upper()}__{name.upper()}`"
+            rows.append(f"| `{key}` | {default} | {env} | {f.description or ''} |")
+    return "\n".join(rows)

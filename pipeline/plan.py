@@ -44,12 +44,12 @@ def recording_row(o: Outcome) -> dict[str, Any]:
     }
 
 
-def block_row(b: Block, source_uri: str, label: str) -> dict[str, Any]:
+def block_row(b: Block, source_uri: str) -> dict[str, Any]:
     return {
         "recording_id": b.recording_id,
         "source_uri": source_uri,
         "channel": b.channel,
-        "channel_label": label,
+        "channel_label": b.channel_label,
         "block_index": b.index,
         "start_s": b.start_s,
         "end_s": b.end_s,
@@ -72,7 +72,7 @@ def plan_one(rec: Recording, cfg: JobConfig) -> tuple[Outcome, list[dict[str, An
     rows: list[dict[str, Any]] = []
     outcome = drain(
         cut_recording(rec, _worker_source(cfg), cfg),
-        lambda b: rows.append(block_row(b, rec.source_uri, cfg.channels.label(b.channel))),
+        lambda b: rows.append(block_row(b, rec.source_uri)),
     )
     return outcome, rows if outcome.status == "ok" else []
 

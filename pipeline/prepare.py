@@ -47,7 +47,7 @@ def cut_recording(rec: Recording, source: Source, cfg: JobConfig) -> Generator[B
             dec = AudioDecoder(f, rec.size_bytes, cfg.channels.policy, cfg.filters.max_duration_s)
             streams = 1 if cfg.channels.policy == "mix" else dec.channels
             blockers = [
-                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c), cfg.blocks) for c in range(streams)
+                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c, dec.channels), cfg.blocks) for c in range(streams)
             ]
             for chunk in dec.chunks():
                 for blocker, samples in zip(blockers, chunk):

@@ -53,6 +53,7 @@ class Block:
 
     recording_id: str
     channel: int  # source channel index; 0 when channels are mixed
+    channel_label: str  # e.g. "agent"; see ChannelsConfig.label
     index: int  # position within the channel, from 0
     start_s: float
     end_s: float

@@ -36,7 +36,7 @@ PLAN_BLOCKS = pa.schema(
         _f("recording_id", pa.string(), "See recordings."),
         _f("source_uri", pa.string(), "See recordings."),
         _f("channel", pa.int32(), "Source channel index (0 when channels are mixed)."),
-        _f("channel_label", pa.string(), "Label from `channels.labels`, else `ch<i>` (`mix` when mixed)."),
+        _f("channel_label", pa.string(), "`channels.labels[i]` else `ch<i>`; `channels.mono_label` for mono sources; `mix` when mixed."),
         _f("block_index", pa.int32(), "Position of the block within its channel, from 0."),
         _f("start_s", pa.float64(), "Start on the source timeline, seconds."),
         _f("end_s", pa.float64(), "End on the source timeline, seconds (end - start <= blocks.max_s)."),

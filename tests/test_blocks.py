@@ -160,6 +160,8 @@ def test_speech_and_dropped_time_add_up(corpus):
     for c in outcome.channels:
         assert c.speech_s + c.dropped_s == pytest.approx(outcome.info.duration_s, abs=1e-6)
         assert c.dropped_spans >= 1 and c.label == f"ch{c.channel}"
+    blocks, outcome = cut_file(corpus.misnamed["speech.wav"])
+    assert {b.channel_label for b in blocks} == {"mono"} and outcome.channels[0].label == "mono"
 
 
 def _stream(x: np.ndarray, step: int) -> list[tuple[float, float]]:
@@ -187,3 +189,23 @@ def test_buffer_stays_bounded_on_long_audio(corpus):
         peak = max(peak, b._buf.size)
     list(b.finish())
     assert peak <= 12 * S, peak / S
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "de", "es", "pt", "ja"])
+def test_espeak_speech_in_six_languages_is_covered(tmp_path, lang):
+    from tests import corpus as C
+
+    lines = {
+        "en": ["please hold while I transfer your call", "thank you for waiting"],
+        "fr": ["merci de patienter un instant", "votre appel est important pour nous"],
+        "de": ["bitte bleiben Sie am Apparat", "vielen Dank für Ihre Geduld"],
+        "es": ["por favor espere un momento", "gracias por su paciencia"],
+        "pt": ["por favor aguarde um momento", "obrigado pela sua paciência"],
+        "ja": ["しょうしょう おまちください", "ありがとう ございます"],
+    }[lang]
+    call = C.make_call([C.espeak(t, lang) for t in lines], [0.7, 1.5, 0.9], channels=1, rate=16000)
+    path = C.encode(call.samples, call.rate, "mp3", tmp_path / f"{lang}.mp3")
+    blocks, outcome = cut_file(path)
+    assert outcome.status == "ok"
+    check_invariants(blocks, outcome.info.duration_s, CFG.max_s)
+    assert coverage(speech_cores(call, 0), blocks) >= 0.98

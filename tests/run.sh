@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh Debian machine, then run them.
+# Usage: bash tests/run.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real components, no mocks: FFmpeg encodes the test formats, espeak-ng and pocketsphinx-testdata
+# give speech, Ceph (mon + memstore OSD + radosgw) is the real-S3 tier.
+apt_packages=(ffmpeg espeak-ng pocketsphinx-testdata ceph-mon ceph-osd radosgw)
+missing=()
+for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+python3 -m pytest -q "$@"
