@@ -44,7 +44,7 @@ class Span:
 @dataclass(frozen=True)
 class Cut:
     end: int  # where this block ends
-    next_start: int | None  # where the next block starts (None: at the next speech)
+    next_start: int | None  # where the next block resumes after a cut inside speech; None: at the next speech
     kind: str  # "end" (natural end of speech), "pause", or "hard"
 
 
@@ -83,6 +83,11 @@ class SpeechTracker:
         """Samples covered by the probabilities seen so far."""
         return self._frames * FRAME
 
+    @property
+    def open_span_end(self) -> int | None:
+        """Where the open span's speech stopped, if it is in a (not yet confirmed) pause."""
+        return self._silence_start
+
     def finish(self, total: int) -> list[Span]:
         closed: list[Span] = []
         if self.open_start is not None:
@@ -120,11 +125,12 @@ def choose_block(
 
     `spans` are the speech spans that end after `start`, in order (an open span is passed with
     end = `known`); `energy` covers samples [0, known). Decides only once everything up to
-    `start + max_s + merge_gap_s + pad_s + min_silence_s` is known (or at the end of the stream),
+    `start + max_s + merge_gap_s + pad_s + min_silence_s + min_speech_s` is known (or at the end of
+    the stream): by then every span that can matter has either closed or outlived `min_speech_s`,
     so a streaming caller gets the same blocks as an offline one.
     """
     max_n, pad, gap_n = _n(cfg.max_s), _n(cfg.pad_s), _n(cfg.merge_gap_s)
-    if not final and known < start + max_n + gap_n + pad + _n(cfg.min_silence_s):
+    if not final and known < start + max_n + gap_n + pad + _n(cfg.min_silence_s) + _n(cfg.min_speech_s):
         return None
     limit = min(start + max_n, known)
 
@@ -134,10 +140,9 @@ def choose_block(
         if span.end >= limit:
             break
         if nxt is None or nxt - span.end > gap_n:
-            end = min(span.end + pad, known if nxt is None else nxt)
-            if end <= limit:
-                return Cut(end, None if nxt is None else max(end, nxt - pad), "end")
-            break
+            # The pause after this span is long: the block ends here, its padding capped by the
+            # limit (never a cut through the silence that follows).
+            return Cut(min(span.end + pad, known if nxt is None else nxt, limit), None, "end")
     if known <= limit:  # the stream ends inside this block
         return Cut(known, None, "end")
 
@@ -178,7 +183,7 @@ class ChannelBlocker:
         self._buf = np.zeros(0, np.float32)
         self._buf_at = 0  # sample offset of _buf[0]
         self._known = 0  # samples seen
-        self._start: int | None = None  # start of the block in progress
+        self._continue_at: int | None = None  # where a block cut inside speech resumes
         self._last_end = 0
         self._index = 0
         self._speech = self._dropped = self._dropped_spans = self._hard = 0
@@ -218,18 +223,27 @@ class ChannelBlocker:
         while True:
             spans = list(self._spans)
             if self._tracker.open_start is not None:
-                spans.append(Span(self._tracker.open_start, known))
-            if self._start is None:
-                if not spans:
-                    break
-                self._start = max(spans[0].start - pad, self._last_end)
-            cut = choose_block(self._start, spans, energy, known, final, self.cfg)
+                spans.append(Span(self._tracker.open_start, self._tracker.open_span_end or known))
+            # A span can close behind a cut already made through it (the tracker confirms a
+            # pause late): only what lies after the last block still counts.
+            floor = self._last_end
+            spans = [Span(max(s.start, floor), s.end) for s in spans if s.end > floor]
+            # A block continues where a cut inside speech left off; otherwise it starts at the
+            # first speech still known, re-derived each time since an open span may yet turn
+            # out to be noise (shorter than min_speech_s) and vanish.
+            if self._continue_at is not None:
+                start = self._continue_at
+            elif spans:
+                start = max(spans[0].start - pad, self._last_end)
+            else:
+                break
+            cut = choose_block(start, spans, energy, known, final, self.cfg)
             if cut is None:
                 break
-            yield self._block(self._start, cut.end)
+            yield self._block(start, cut.end)
             self._hard += cut.kind == "hard"
-            self._start = cut.next_start
-            done = cut.end if cut.next_start is None else cut.next_start
+            self._continue_at = cut.next_start
+            done = cut.end if self._continue_at is None else self._continue_at
             self._spans = [s for s in self._spans if s.end > done]
         self._trim(pad, known)
 
@@ -241,6 +255,7 @@ class ChannelBlocker:
         self._energy_n = need
 
     def _block(self, start: int, end: int) -> Block:
+        assert self._last_end <= start < end <= start + _n(self.cfg.max_s), (self._last_end, start, end)
         self._count_drop(start)
         samples = self._buf[start - self._buf_at : end - self._buf_at].copy()
         block = Block(
@@ -259,7 +274,7 @@ class ChannelBlocker:
 
     def _trim(self, pad: int, known: int) -> None:
         # Keep what a future block may still need: from the block in progress, else `pad` back.
-        keep = self._start if self._start is not None else max(self._last_end, known - pad - FRAME)
+        keep = self._continue_at if self._continue_at is not None else max(self._last_end, known - pad - FRAME)
         if self._tracker.open_start is not None:
             keep = min(keep, max(self._tracker.open_start - pad, self._last_end))
         for s in self._spans:

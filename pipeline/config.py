@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
@@ -152,9 +153,6 @@ _JOB_FILE: ContextVar[Path | None] = ContextVar("job_file", default=None)
 CLI_FLAGS: dict[str, str] = {
     "input.uri": "--input",
     "input.endpoint_url": "--endpoint-url",
-    "output.uri": "--output",
-    "model.id": "--model",
-    "engine.kind": "--engine",
     "channels.policy": "--channels",
 }
 
@@ -167,8 +165,8 @@ def load_config(job_file: str | Path | None = None, overrides: dict[str, Any] | 
     """Build the effective config. `overrides` are CLI values keyed by dotted path ("input.uri")."""
     _reject_unknown_env()
     path = Path(job_file) if job_file else None
-    if path is not None and not path.is_file():
-        raise ConfigError(f"job file {path} does not exist")
+    if path is not None:
+        _check_job_file(path)
     token = _JOB_FILE.set(path)
     try:
         return JobConfig(**_nest({k: v for k, v in (overrides or {}).items() if v is not None}))
@@ -178,11 +176,22 @@ def load_config(job_file: str | Path | None = None, overrides: dict[str, Any] | 
         _JOB_FILE.reset(token)
 
 
+def _check_job_file(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"job file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"job file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"job file {path} must hold a mapping of sections (input:, blocks:, ...)")
+
+
 def _reject_unknown_env() -> None:
     # pydantic-settings ignores prefixed variables that match no section; a typo there would
     # silently fall back to a default, so treat it like any other unknown key.
     for name in os.environ:
-        if name.startswith(ENV_PREFIX):
+        if name.upper().startswith(ENV_PREFIX):  # pydantic-settings matches case-insensitively
             section = name[len(ENV_PREFIX) :].split("__")[0].lower()
             if section not in JobConfig.model_fields:
                 raise ConfigError(f"invalid configuration:\n  environment variable {name}: unknown key `{section}`")

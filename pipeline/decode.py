@@ -85,7 +85,7 @@ class AudioDecoder:
         self.codec = ctx.name
         self.sample_rate = ctx.sample_rate
         self.channels = ctx.channels
-        self.declared_s = self._declared_duration()
+        self.declared_s = self._declared_duration(fileobj)
         if max_duration_s is not None and self.declared_s is not None and self.declared_s > max_duration_s:
             self._container.close()
             raise DecodeError(
@@ -93,11 +93,14 @@ class AudioDecoder:
             )
         self._native_samples = 0
 
-    def _declared_duration(self) -> float | None:
-        # Stream-level duration is exact where the format stores it (WAV data size, FLAC
-        # STREAMINFO, MP4 sample tables, MP3 Xing frames); a bitrate guess is not used.
+    def _declared_duration(self, fileobj: BinaryIO) -> float | None:
+        # Trusted only where the format stores the length (FLAC STREAMINFO, MP4 sample tables,
+        # Ogg's last granule, Matroska's segment info, an MP3 Xing/Info/VBRI frame): elsewhere
+        # FFmpeg guesses it from the bitrate, and a guess must not fail a recording.
         s = self._stream
         if s.duration is None or s.time_base is None or s.duration <= 0:
+            return None
+        if self.format not in _EXACT_LENGTH_FORMATS and not (self.format == "mp3" and _mp3_has_length_frame(fileobj)):
             return None
         return float(s.duration * s.time_base)
 
@@ -112,19 +115,23 @@ class AudioDecoder:
     def chunks(self) -> Iterator[np.ndarray]:
         streams = 1 if self._policy == "mix" else self.channels
         resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, streams, dtype="float32", quality="HQ")
-        to_float = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=self.sample_rate)
+        # Packed float, not planar: PyAV mis-sizes planar frames of 8+ channels (and crashes),
+        # and soxr wants interleaved (n, channels) anyway.
+        to_float = av.AudioResampler(format="flt", layout=self._stream.layout, rate=self.sample_rate)
         pending: list[np.ndarray] = []
         pending_n, chunk_n = 0, int(CHUNK_S * self.sample_rate)
         try:
             for frame in self._decode():
-                for planar in to_float.resample(frame):
-                    x = planar.to_ndarray()  # (channels, n) float32
-                    if x.shape[0] != self.channels:
-                        raise DecodeError(f"channel count changed mid-stream ({self.channels} -> {x.shape[0]})")
-                    self._native_samples += x.shape[1]
+                for packed in self._to_float(to_float, frame):
+                    if len(packed.layout.channels) != self.channels:
+                        raise DecodeError(
+                            f"channel count changed mid-stream ({self.channels} -> {len(packed.layout.channels)})"
+                        )
+                    x = packed.to_ndarray().reshape(-1, self.channels)  # (n, channels) float32
+                    self._native_samples += x.shape[0]
                     self._check_length()
                     pending.append(x)
-                    pending_n += x.shape[1]
+                    pending_n += x.shape[0]
                     if pending_n >= chunk_n:
                         yield self._resample(resampler, pending, last=False)
                         pending, pending_n = [], 0
@@ -141,13 +148,22 @@ class AudioDecoder:
         except av.FFmpegError as err:
             raise DecodeError(f"corrupt or truncated at {self.duration_s:.2f} s: {_ffmpeg_msg(err)}") from None
 
+    def _to_float(self, resampler: av.AudioResampler, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        try:
+            return resampler.resample(frame)
+        except ValueError:  # PyAV: "Frame does not match AudioResampler setup"
+            raise DecodeError(
+                f"audio format changed mid-stream at {self.duration_s:.2f} s "
+                f"({frame.layout.name}, {frame.sample_rate} Hz)"
+            ) from None
+
     def _resample(self, resampler: soxr.ResampleStream, parts: list[np.ndarray], last: bool) -> np.ndarray:
-        x = np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0), np.float32)
+        x = np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
         if self._policy == "mix":
-            x = x.mean(axis=0, keepdims=True)
+            x = x.mean(axis=1, keepdims=True)
         if not np.isfinite(x).all():  # NaN/Inf in float formats: silence rather than poison the model
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        y = resampler.resample_chunk(np.ascontiguousarray(x.T), last=last)
+        y = resampler.resample_chunk(x, last=last)
         return np.ascontiguousarray(y.T)
 
     def _check_length(self) -> None:
@@ -161,6 +177,25 @@ class AudioDecoder:
             raise DecodeError(
                 f"truncated: header declares {declared:.2f} s but the data holds {self.duration_s:.2f} s"
             )
+
+
+_EXACT_LENGTH_FORMATS = {"wav", "flac", "ogg", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
+
+
+def _mp3_has_length_frame(fileobj: BinaryIO) -> bool:
+    """Whether the first MP3 frame (after any ID3v2 tag) is a Xing/Info/VBRI header."""
+    pos = fileobj.tell()
+    try:
+        fileobj.seek(0)
+        head = fileobj.read(10)
+        start = 0
+        if head[:3] == b"ID3" and len(head) == 10:
+            start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+        fileobj.seek(start)
+        frame = fileobj.read(256)
+        return any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
+    finally:
+        fileobj.seek(pos)
 
 
 def _check_wav_data_size(head: bytes, size_bytes: int) -> None:

@@ -10,6 +10,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -156,25 +157,68 @@ def run_plan(
     return summary
 
 
-def _map(cfg: JobConfig, recs: Iterator[Recording], workers: int) -> Iterator[tuple[Outcome, list[dict[str, Any]]]]:
+Result = tuple[Outcome, list[dict[str, Any]]]
+
+
+def _map(cfg: JobConfig, recs: Iterator[Recording], workers: int) -> Iterator[Result]:
     if workers <= 1:
         for rec in recs:
             yield plan_one(rec, cfg)
         return
-    # spawn, not fork: the parent holds boto3 and onnxruntime state that must not be shared.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending: dict[Future[tuple[Outcome, list[dict[str, Any]]]], Recording] = {}
-        for rec in recs:
-            pending[pool.submit(plan_one, rec, cfg)] = rec
-            if len(pending) >= 2 * workers:  # bounded: a million keys never queue up at once
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (_result(f, pending.pop(f)) for f in done)
-        for f in list(pending):
-            yield _result(f, pending.pop(f))
-
-
-def _result(f: Future[tuple[Outcome, list[dict[str, Any]]]], rec: Recording) -> tuple[Outcome, list[dict[str, Any]]]:
+    pool = _Pool(cfg, workers)
     try:
-        return f.result()
-    except Exception as err:  # the worker died (e.g. killed): the recording is failed, not lost
-        return Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), []
+        for rec in recs:
+            pool.submit(rec)
+            while pool.in_flight >= 2 * workers:  # bounded: a million keys never queue up at once
+                yield from pool.collect()
+        while pool.in_flight:
+            yield from pool.collect()
+    finally:
+        pool.close()
+
+
+class _Pool:
+    """A process pool that survives a worker dying (e.g. a codec crash or the OOM killer).
+
+    When a worker dies every in-flight future fails, so each of those recordings is retried
+    once in a fresh pool; one that breaks the pool twice gets a `failed` row.
+    """
+
+    def __init__(self, cfg: JobConfig, workers: int) -> None:
+        self.cfg, self.workers = cfg, workers
+        self.pending: dict[Future[Result], tuple[Recording, int]] = {}
+        # spawn, not fork: the parent holds boto3 and onnxruntime state that must not be shared.
+        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def submit(self, rec: Recording, attempt: int = 1) -> None:
+        try:
+            future = self.pool.submit(plan_one, rec, self.cfg)
+        except BrokenProcessPool:
+            self._renew()
+            future = self.pool.submit(plan_one, rec, self.cfg)
+        self.pending[future] = (rec, attempt)
+
+    def collect(self) -> Iterator[Result]:
+        done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            rec, attempt = self.pending.pop(f)
+            try:
+                yield f.result()
+            except BrokenProcessPool:
+                if attempt >= 2:
+                    yield Outcome(rec, "failed", "worker process died twice while decoding this recording"), []
+                else:
+                    self.submit(rec, attempt + 1)
+            except Exception as err:  # e.g. a result that cannot be pickled: failed, not lost
+                yield Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), []
+
+    def _renew(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

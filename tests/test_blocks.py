@@ -73,7 +73,7 @@ def _energy(n_s: float, quiet: dict[float, float] | None = None) -> np.ndarray:
 def test_natural_end_at_a_long_pause():
     spans = [Span(0, 2 * S), Span(5 * S, 7 * S)]
     cut = choose_block(0, spans, _energy(20), 20 * S, False, CFG)
-    assert cut.kind == "end" and cut.end == 2 * S + int(CFG.pad_s * S) and cut.next_start == 5 * S - int(CFG.pad_s * S)
+    assert cut.kind == "end" and cut.end == 2 * S + int(CFG.pad_s * S) and cut.next_start is None
 
 
 def test_short_pauses_stay_inside_a_block():
@@ -209,3 +209,17 @@ def test_espeak_speech_in_six_languages_is_covered(tmp_path, lang):
     assert outcome.status == "ok"
     check_invariants(blocks, outcome.info.duration_s, CFG.max_s)
     assert coverage(speech_cores(call, 0), blocks) >= 0.98
+
+
+def test_no_blocks_cut_through_silence_after_speech(corpus):
+    # Speech that ends just before the 4 s limit, then 20 s of line noise: the block must end
+    # with the speech, whatever the chunking (a regression: it used to cut silence into blocks).
+    from tests import corpus as C
+
+    speech = C.speech_utterances()[5].samples[: int(3.95 * S)]
+    x = np.concatenate(
+        [C.silence(1.0, noise_dbfs=-60), speech, C.silence(20.0, noise_dbfs=-60, seed=1), C.utterance("goforward").samples]
+    ).astype(np.float32)
+    reference = _stream(x, x.size)
+    assert _stream(x, 2 * S) == reference
+    assert len(reference) == 2 and reference[1][0] > 24.0

@@ -81,3 +81,19 @@ def test_config_is_frozen_and_round_trips():
 def test_missing_job_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/job.yaml")
+
+
+def test_yaml_syntax_error_and_wrong_shape(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: {uri: x\nblocks: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- input\n- blocks\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(bad)
+
+
+def test_lowercase_env_typo_is_rejected(monkeypatch):
+    monkeypatch.setenv("granite_batch_blokcs__max_s", "3")
+    with pytest.raises(ConfigError, match="unknown key `blokcs`"):
+        load_config(None, {"input.uri": "x"})

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -119,3 +120,37 @@ def test_plan_local_folder_without_output(corpus):
     r = plan("--input", str(corpus.root / "formats"), "--workers", "1")
     assert r.returncode == 0, r.stderr
     assert f"recordings  {len(corpus.formats)} ({len(corpus.formats)} ok, 0 failed)" in r.stdout
+
+
+def test_plan_survives_a_killed_worker(corpus, tmp_path):
+    """SIGKILL one decode worker mid-run: every recording still gets exactly one row, all ok."""
+    import time
+
+    import psutil
+
+    from tests import corpus as C
+
+    src = tmp_path / "in"
+    src.mkdir()
+    long_call = np.tile(corpus.call.samples, (1, 8))  # ~3 minutes each
+    for i in range(10):
+        C.encode(long_call, 16000, "flac", src / f"{i:02d}.flac")
+    out = tmp_path / "plan"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "plan", "--input", str(src), "--output", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        busy = [k for k in kids if "spawn_main" in " ".join(k.cmdline()) and k.cpu_percent(interval=0.2) > 20]
+        if busy:
+            victim = busy[0]
+            victim.kill()
+    stdout, stderr = proc.communicate(timeout=300)
+    assert victim is not None, "no busy worker seen"
+    assert proc.returncode == 0, stderr
+    rows = pq.read_table(out / "recordings.parquet").to_pylist()
+    assert sorted(Path(r["source_uri"]).name for r in rows) == [f"{i:02d}.flac" for i in range(10)]
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]

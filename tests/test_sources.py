@@ -118,3 +118,26 @@ def test_missing_bucket_is_a_clear_error(moto):
     src = open_source(InputConfig(uri="s3://no-such-bucket/x/", endpoint_url=moto.endpoint_url), FiltersConfig())
     with pytest.raises(SourceError, match="cannot list s3://no-such-bucket/x/"):
         list(src.recordings())
+
+
+def test_local_dangling_symlink_is_listed_and_fails_on_open(tmp_path):
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "missing.wav")
+    src, (rec,) = _listing(str(tmp_path))
+    with pytest.raises(SourceError, match="cannot open"):
+        src.open(rec)
+
+
+def test_s3_prefix_without_slash_means_the_folder(bucket):
+    s3 = bucket.client()
+    s3.put_object(Bucket="src", Key="tree/a.wav", Body=b"1")
+    s3.put_object(Bucket="src", Key="tree-archive/b.wav", Body=b"2")
+    _, recs = _listing("s3://src/tree", endpoint_url=bucket.endpoint_url)
+    assert [r.source_uri for r in recs] == ["s3://src/tree/a.wav"]
+    _, (one,) = _listing("s3://src/tree/a.wav", endpoint_url=bucket.endpoint_url)  # a single object
+    assert one.source_uri == "s3://src/tree/a.wav"
+
+
+def test_range_reader_rejects_negative_seek(bucket):
+    src, (rec,) = _listing("s3://src/blob/", endpoint_url=bucket.endpoint_url, exclude=[])
+    with pytest.raises(OSError):
+        src.open(rec).seek(-5)

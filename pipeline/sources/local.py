@@ -32,7 +32,12 @@ class LocalSource:
                 yield from self._recording(path, path.relative_to(self.root).as_posix())
 
     def _recording(self, path: Path, rel: str) -> Iterator[Recording]:
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError:  # e.g. a dangling symlink: listed, so it gets a failed row when opened
+            if in_scope(rel, None, self.inp, self.filters, self.stats):
+                yield Recording(str(path), 0, "unreadable")
+            return
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         if in_scope(rel, modified, self.inp, self.filters, self.stats):
             # size + mtime stand in for an etag: a rewritten file is a new recording.

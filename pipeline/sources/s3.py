@@ -8,6 +8,7 @@ mixing two versions.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -25,6 +26,11 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if not bucket:
         raise SourceError(f"not an s3://bucket/prefix URI: {uri}")
     return bucket, key
+
+
+def _under(key: str, prefix: str) -> bool:
+    """`s3://b/calls` means the object `calls` or the folder `calls/`, not `calls-archive/`."""
+    return not prefix or prefix.endswith("/") or key == prefix or key.startswith(prefix + "/")
 
 
 def s3_client(inp: InputConfig) -> Any:
@@ -51,7 +57,10 @@ class S3Source:
         try:
             for page in pages:  # one page (<= 1000 keys) in memory at a time
                 for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(self.prefix) :].lstrip("/")
+                    if not _under(obj["Key"], self.prefix):
+                        continue
+                    # Globs see the key below the prefix (the name itself for a single object).
+                    rel = obj["Key"][len(self.prefix) :].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
                     if in_scope(rel, obj.get("LastModified"), self.inp, self.filters, self.stats):
                         yield Recording(
                             f"s3://{self.bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'), obj.get("LastModified")
@@ -62,6 +71,9 @@ class S3Source:
     def open(self, recording: Recording) -> BinaryIO:
         _, key = split_s3_uri(recording.source_uri)
         return RangeReader(self.client, self.bucket, key, recording.size_bytes, recording.etag, self.inp.read_chunk_bytes)
+
+
+_BODY_ATTEMPTS = 4
 
 
 class RangeReader(io.RawIOBase):
@@ -85,7 +97,9 @@ class RangeReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
+        if base + offset < 0:
+            raise OSError(f"negative seek position {base + offset}")
+        self._pos = base + offset
         return self._pos
 
     def readinto(self, b: Any) -> int:
@@ -101,14 +115,21 @@ class RangeReader(io.RawIOBase):
 
     def _fetch(self, pos: int) -> None:
         end = min(pos + self._chunk, self._size) - 1
-        self.requests += 1
-        try:
-            resp = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag)
-            self._buf = resp["Body"].read()
-        except ClientError as err:
-            raise SourceError(_reason(err)) from None
-        except BotoCoreError as err:
-            raise SourceError(f"read failed after retries: {err}") from None
+        for attempt in range(_BODY_ATTEMPTS):
+            self.requests += 1
+            try:
+                resp = self._client.get_object(
+                    Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag
+                )
+                self._buf = resp["Body"].read()
+                break
+            except ClientError as err:  # botocore has already retried throttling and 5xx
+                raise SourceError(_reason(err)) from None
+            except BotoCoreError as err:
+                # botocore retries the request, not a body cut off mid-stream: retry that here.
+                if attempt + 1 == _BODY_ATTEMPTS:
+                    raise SourceError(f"read failed {_BODY_ATTEMPTS} times: {err}") from None
+                time.sleep(0.2 * 2**attempt)
         self._buf_at = pos
         if len(self._buf) != end - pos + 1:
             raise SourceError(f"short read: asked bytes {pos}-{end}, got {len(self._buf)} bytes")
