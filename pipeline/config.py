@@ -99,12 +99,38 @@ class BlocksConfig(Section):
 
 
 class ModelConfig(Section):
-    id: str = Field(DEFAULT_MODEL, description="Hub id, local folder, or s3:// mirror of the model.")
+    id: str = Field(DEFAULT_MODEL, description="Hub id, local folder, or s3:// mirror (see `granite-batch mirror-model`).")
     revision: str | None = Field(None, description="Hub revision (commit) to pin.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// mirror; None: input.endpoint_url.")
+    cache_dir: str = Field(
+        "~/.cache/granite-batch/models", description="Per-node folder for downloaded mirrors and patched configs."
+    )
+
+
+class PromptConfig(Section):
+    """What the model is asked (see docs/engines.md#prompts)."""
+
+    task: Literal["transcribe", "translate"] = Field("transcribe", description="transcribe, or translate (the model's AST prompt).")
+    target_language: str = Field("English", description="Target language when task is translate.")
+    keywords: list[str] = Field([], description="Job-level keywords (names, products, acronyms) to bias recognition.")
+    keywords_file: str | None = Field(None, description="Local file with more keywords, one per line (# comments).")
+    sidecar_keywords: bool = Field(True, description="Also read `<object>.keywords.txt` next to each recording.")
+    max_keywords: int = Field(50, ge=0, description="Keywords beyond this many (after merging) are dropped.")
 
 
 class EngineConfig(Section):
     kind: Literal["vllm", "transformers"] = Field("vllm", description="Inference engine.")
+    dtype: str = Field("auto", description="Weights dtype: auto (model's), bfloat16, float16 or float32.")
+    batch_blocks: int = Field(64, ge=1, description="Blocks handed to the engine per call.")
+    max_num_seqs: int = Field(256, ge=1, description="vLLM: sequences scheduled at once.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM on GPU: share of GPU memory it may use.")
+    cpu_kvcache_gib: float = Field(2.0, gt=0, description="vLLM on CPU: KV cache size in GiB (taken from RAM).")
+    enforce_eager: bool = Field(False, description="vLLM: skip graph capture/compilation (always on for CPU).")
+    tokens_per_s: float = Field(16.0, gt=0, description="Output cap per second of block audio (guard against runaways).")
+    margin_tokens: int = Field(16, ge=0, description="Added to the output cap.")
+    pad_to_block: bool = Field(
+        True, description="Zero-pad every block to blocks.max_s so results do not depend on batch composition."
+    )
     expected_rtfx: float = Field(
         280.0, gt=0, description="Audio seconds per GPU second, for plan's cost estimate (leaderboard A100 figure)."
     )
@@ -124,6 +150,7 @@ class JobConfig(BaseSettings):
     channels: ChannelsConfig = ChannelsConfig()
     blocks: BlocksConfig = BlocksConfig()
     model: ModelConfig = ModelConfig()
+    prompt: PromptConfig = PromptConfig()
     engine: EngineConfig = EngineConfig()
 
     @field_validator("input", mode="before")
@@ -154,6 +181,10 @@ CLI_FLAGS: dict[str, str] = {
     "input.uri": "--input",
     "input.endpoint_url": "--endpoint-url",
     "channels.policy": "--channels",
+    "model.id": "--model",
+    "engine.kind": "--engine",
+    "prompt.keywords": "--keywords",
+    "prompt.task": "--task",
 }
 
 

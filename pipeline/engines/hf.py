@@ -1,0 +1,82 @@
+"""The `transformers` engine: batched greedy `generate`, the CPU fallback and the reference.
+
+Left padding for the batch (the processor pads on the right by default, which breaks batched
+generation); requests with different `max_tokens` share one `generate` call and each output is
+cut at its own cap afterwards, which is exact for greedy decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..records import SAMPLE_RATE
+from .base import EngineRequest, EngineResult
+from .compat import ensure_torchaudio
+from .guards import collapse_repetitions
+
+
+class TransformersEngine:
+    name = "transformers"
+
+    def __init__(self, model_dir: Path, dtype: str = "float32", batch_size: int = 16, threads: int | None = None) -> None:
+        ensure_torchaudio()
+        import torch
+        from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.processor = AutoProcessor.from_pretrained(model_dir)
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.model = GraniteSpeechForConditionalGeneration.from_pretrained(
+            model_dir, dtype=getattr(torch, dtype), trust_remote_code=False
+        ).eval()
+        self.eos_ids = set(np.atleast_1d(self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id).tolist())
+        self.batch_size = batch_size
+
+    def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
+        results: list[EngineResult] = []
+        for i in range(0, len(requests), self.batch_size):
+            results += self._batch(requests[i : i + self.batch_size])
+        return results
+
+    def _batch(self, reqs: list[EngineRequest]) -> list[EngineResult]:
+        t0 = time.perf_counter()
+        inputs = self.processor(
+            text=[r.prompt for r in reqs], audio=[r.audio for r in reqs], sampling_rate=SAMPLE_RATE,
+            return_tensors="pt", padding=True,
+        )
+        with self._torch.inference_mode():
+            out = self.model.generate(
+                **inputs, do_sample=False, num_beams=1,
+                max_new_tokens=max(r.max_tokens for r in reqs), min_new_tokens=max(r.min_tokens for r in reqs),
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        elapsed = time.perf_counter() - t0
+        prompt_len = inputs["input_ids"].shape[1]
+        results = []
+        for row, r in enumerate(reqs):
+            prompt_tokens = int(inputs["attention_mask"][row].sum())
+            ids: list[int] = []
+            finish = "length"
+            for t in out[row, prompt_len:].tolist()[: r.max_tokens]:
+                if t in self.eos_ids and len(ids) >= r.min_tokens:
+                    finish = "stop"
+                    break
+                ids.append(t)
+            results.append(_result(r, self.tokenizer.decode(ids, skip_special_tokens=True), ids, prompt_tokens, finish, elapsed, len(reqs)))
+        return results
+
+
+def _result(r: EngineRequest, text: str, ids: list[int], prompt_tokens: int, finish: str, batch_s: float, n: int) -> EngineResult:
+    """Apply the text guards and package one result (shared by both engines)."""
+    text, collapsed = collapse_repetitions(text.strip())
+    return EngineResult(
+        block_id=r.block_id, text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, output_tokens=len(ids),
+        finish_reason="guard" if collapsed else finish,  # type: ignore[arg-type]
+        prompt_variant=r.prompt_variant, keywords=r.keywords, batch_s=batch_s, batch_size=n,
+    )

@@ -1,0 +1,66 @@
+"""Granite 4.0 Speech prompts: the model card's transcription prompt, keyword biasing, translation.
+
+The user turn is rendered with the model's own chat template (`USER: {content}\\n ASSISTANT:`),
+so both engines see the same prompt text. Keywords bias proper names and acronyms by appending
+`Keywords: a, b, c` to the prompt, as the model card describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+AUDIO_PLACEHOLDER = "<|audio|>"
+TRANSCRIBE = "can you transcribe the speech into a written format?"
+TRANSLATE = "translate the speech to {language}"
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    task: str = "transcribe"  # or "translate"
+    language: str = "English"  # translation target
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def variant(self) -> str:
+        base = "transcribe" if self.task == "transcribe" else f"translate:{self.language}"
+        return base + ("+keywords" if self.keywords else "")
+
+    def user_content(self) -> str:
+        text = TRANSCRIBE if self.task == "transcribe" else TRANSLATE.format(language=self.language)
+        if self.keywords:
+            text += " Keywords: " + ", ".join(self.keywords)
+        return AUDIO_PLACEHOLDER + text
+
+
+def render(tokenizer: Any, spec: PromptSpec) -> str:
+    """The prompt text through the model's chat template (a transformers tokenizer)."""
+    return str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": spec.user_content()}], tokenize=False, add_generation_prompt=True
+        )
+    )
+
+
+def merge_keywords(*sources: Iterable[str], limit: int) -> tuple[str, ...]:
+    """Job list, keywords file and per-recording list, in that order: trimmed, deduplicated
+    (case-insensitively, first spelling wins), at most `limit`."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for source in sources:
+        for kw in source:
+            kw = " ".join(kw.replace(",", " ").split())
+            if kw and kw.lower() not in seen:
+                seen.add(kw.lower())
+                out.append(kw)
+    return tuple(out[:limit])
+
+
+def parse_keywords_text(text: str) -> list[str]:
+    """A keywords file: one keyword per line (commas also separate); `#` starts a comment."""
+    words: list[str] = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        words += [w.strip() for w in line.split(",") if w.strip()]
+    return words
