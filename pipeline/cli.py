@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from .config import ConfigError, JobConfig, load_config
+from .engines.model_source import ModelSourceError
 from .plan import PlanSummary, run_plan
 from .sources import SourceError
 
@@ -21,6 +22,14 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", dest="channels.policy", choices=["split", "mix"], help="channel policy")
 
 
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", dest="model.id", metavar="ID|DIR|S3", help="hub id, local folder or s3:// mirror")
+    p.add_argument("--engine", dest="engine.kind", choices=["vllm", "transformers"], help="inference engine")
+    p.add_argument("--keywords", dest="prompt.keywords", type=lambda s: [w for w in s.split(",") if w.strip()],
+                   metavar="A,B,C", help="job-level keywords for biasing")
+    p.add_argument("--task", dest="prompt.task", choices=["transcribe", "translate"], help="transcribe or translate")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="granite-batch", description="Batch transcription with Granite 4.0 Speech.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,18 +37,54 @@ def main(argv: list[str] | None = None) -> int:
     _job_args(plan)
     plan.add_argument("--output", metavar="DIR", help="write DIR/recordings.parquet and DIR/blocks.parquet")
     plan.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode processes (default: all cores)")
+    tr = sub.add_parser("transcribe", help="transcribe local files, one JSON line per block (an engine check)")
+    tr.add_argument("files", nargs="+", metavar="FILE")
+    tr.add_argument("--config", metavar="FILE", help="job file (the format of jobs/*.yaml)")
+    tr.add_argument("--channels", dest="channels.policy", choices=["split", "mix"], help="channel policy")
+    _engine_args(tr)
+    mk = sub.add_parser("make-test-model", help="build an offline random-weight Granite Speech model folder")
+    mk.add_argument("dir", type=Path)
+    mk.add_argument("--full-size", action="store_true", help="the real-size architecture (4.3 GiB, bf16) for speed checks")
+    mk.add_argument("--seed", type=int, default=0)
+    mm = sub.add_parser("mirror-model", help="upload a model folder as a verified s3:// mirror (for air-gapped sites)")
+    mm.add_argument("dir", type=Path)
+    mm.add_argument("uri", metavar="s3://BUCKET/PREFIX")
+    mm.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint")
     args = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    overrides = {k: v for k, v in args.items() if "." in k}
     try:
+        if args["command"] == "make-test-model":
+            from .testmodel import build_test_model
+
+            print(build_test_model(args["dir"], full_size=args["full_size"], seed=args["seed"]))
+            return 0
+        if args["command"] == "mirror-model":
+            from .engines.model_source import push_mirror
+
+            n = push_mirror(args["dir"], args["uri"], args["endpoint_url"])
+            print(f"mirrored {n} files and the manifest to {args['uri']}")
+            return 0
+        overrides = {k: v for k, v in args.items() if "." in k}
+        if args["command"] == "transcribe":
+            overrides.setdefault("input.uri", args["files"][0])
         cfg = load_config(args.get("config"), overrides)
         if args["command"] == "plan":
             return _plan(cfg, args["output"], args["workers"])
-    except (ConfigError, SourceError) as err:
+        return _transcribe(cfg, args["files"])
+    except (ConfigError, SourceError, ModelSourceError) as err:
         print(f"granite-batch: {err}", file=sys.stderr)
         return 2
-    return 0
+
+
+def _transcribe(cfg: JobConfig, files: list[str]) -> int:
+    from .engines import make_engine
+    from .engines.model_source import resolve_model
+    from .transcribe import transcribe_files
+
+    engine = make_engine(cfg.engine.kind, resolve_model(cfg.model, cfg.input.endpoint_url), cfg)
+    failures = transcribe_files(files, cfg, engine, sys.stdout)
+    return 1 if failures else 0
 
 
 def _plan(cfg: JobConfig, output: str | None, workers: int) -> int:

@@ -141,3 +141,22 @@ def test_range_reader_rejects_negative_seek(bucket):
     src, (rec,) = _listing("s3://src/blob/", endpoint_url=bucket.endpoint_url, exclude=[])
     with pytest.raises(OSError):
         src.open(rec).seek(-5)
+
+
+def test_keyword_sidecars_local_and_s3(bucket, tmp_path):
+    from pipeline.config import load_config
+    from pipeline.transcribe import prompt_for
+
+    s3 = bucket.client()
+    s3.put_object(Bucket="src", Key="kw/call.wav", Body=b"x")
+    s3.put_object(Bucket="src", Key="kw/call.wav.keywords.txt", Body=b"Zorblax\nAcme # dup of the job list\n")
+    s3.put_object(Bucket="src", Key="kw/other.wav", Body=b"x")
+    cfg = load_config(None, {"input.uri": "s3://src/kw/", "input.endpoint_url": bucket.endpoint_url, "prompt.keywords": ["ACME"]})
+    src, recs = _listing("s3://src/kw/", endpoint_url=bucket.endpoint_url)
+    assert len(recs) == 2  # the sidecar is not a recording
+    specs = {r.source_uri.rsplit("/", 1)[1]: prompt_for(r, src, cfg, list(cfg.prompt.keywords)) for r in recs}
+    assert specs["call.wav"].keywords == ("ACME", "Zorblax") and specs["other.wav"].keywords == ("ACME",)
+    (tmp_path / "a.wav").write_bytes(b"1")
+    (tmp_path / "a.wav.keywords.txt").write_text("Widget Pro, Gizmo\n")
+    lsrc, (rec,) = _listing(str(tmp_path))
+    assert prompt_for(rec, lsrc, cfg, []).keywords == ("Widget Pro", "Gizmo")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class EngineResult:
 
 class Engine(Protocol):
     name: str
+    tokenizer: Any  # the model's transformers tokenizer (chat template for prompts)
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
         """Results in request order; one per request."""

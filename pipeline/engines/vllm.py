@@ -62,7 +62,10 @@ class VllmEngine:
 
         prompts = [{"prompt": r.prompt, "multi_modal_data": {"audio": (r.audio, SAMPLE_RATE)}} for r in requests]
         params = [
-            SamplingParams(temperature=0.0, max_tokens=r.max_tokens, min_tokens=r.min_tokens, ignore_eos=r.min_tokens >= r.max_tokens, detokenize=True)
+            SamplingParams(
+                temperature=0.0, max_tokens=r.max_tokens, min_tokens=r.min_tokens,
+                ignore_eos=r.min_tokens >= r.max_tokens, detokenize=False,
+            )
             for r in requests
         ]
         t0 = time.perf_counter()
@@ -75,5 +78,8 @@ class VllmEngine:
             ids = list(c.token_ids)
             if finish == "stop" and c.stop_reason is None and ids:
                 ids.pop()  # the end-of-sequence token itself: not content (as in the transformers engine)
-            results.append(_result(r, c.text, ids, len(out.prompt_token_ids or []), finish, elapsed, len(requests)))
+            # Decoded like the transformers engine (vLLM's streaming detokenizer withholds a
+            # trailing partial UTF-8 character), so the same ids give the same text.
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            results.append(_result(r, text, ids, len(out.prompt_token_ids or []), finish, elapsed, len(requests)))
         return results

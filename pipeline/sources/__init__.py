@@ -21,6 +21,10 @@ class Source(Protocol):
 
     def open(self, recording: Recording) -> BinaryIO: ...
 
+    def sidecar(self, recording: Recording, suffix: str) -> str | None:
+        """Text of the object `<recording><suffix>` next to the recording (e.g. keywords), if any."""
+        ...
+
 
 def open_source(inp: InputConfig, filters: FiltersConfig) -> Source:
     if inp.uri.startswith("s3://"):

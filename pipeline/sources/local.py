@@ -43,6 +43,15 @@ class LocalSource:
             # size + mtime stand in for an etag: a rewritten file is a new recording.
             yield Recording(str(path), st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}", modified)
 
+    def sidecar(self, recording: Recording, suffix: str) -> str | None:
+        path = Path(recording.source_uri + suffix)
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise SourceError(f"cannot read {path.name}: {err.strerror}") from None
+
     def open(self, recording: Recording) -> BinaryIO:
         try:
             f = open(recording.source_uri, "rb")

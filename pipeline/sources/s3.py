@@ -68,6 +68,16 @@ class S3Source:
         except (ClientError, BotoCoreError) as err:
             raise SourceError(f"cannot list {self.inp.uri}: {err}") from None
 
+    def sidecar(self, recording: Recording, suffix: str) -> str | None:
+        _, key = split_s3_uri(recording.source_uri)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key + suffix)["Body"].read()
+        except ClientError as err:
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise SourceError(f"cannot read {key + suffix}: {_reason(err)}") from None
+        return bytes(body).decode("utf-8", errors="replace")
+
     def open(self, recording: Recording) -> BinaryIO:
         _, key = split_s3_uri(recording.source_uri)
         return RangeReader(self.client, self.bucket, key, recording.size_bytes, recording.etag, self.inp.read_chunk_bytes)

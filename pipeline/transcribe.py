@@ -1,0 +1,75 @@
+"""`granite-batch transcribe FILE...`: cut local files into blocks, run an engine, print one JSON
+line per block. A check tool for engines and prompts until `granite-batch run` exists; it holds one
+recording's blocks at a time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import InputConfig, JobConfig
+from .engines import Engine, PromptSpec, requests_for
+from .engines.prompts import merge_keywords, parse_keywords_text
+from .prepare import cut_recording, drain
+from .records import Block, Recording
+from .sources import Source, SourceError
+from .sources.local import LocalSource
+
+KEYWORDS_SUFFIX = ".keywords.txt"
+
+
+def job_keywords(cfg: JobConfig) -> list[str]:
+    """The job-level list plus the keywords file, read once per job."""
+    words = list(cfg.prompt.keywords)
+    if cfg.prompt.keywords_file:
+        words += parse_keywords_text(Path(cfg.prompt.keywords_file).expanduser().read_text())
+    return words
+
+
+def prompt_for(rec: Recording, source: Source, cfg: JobConfig, job_words: list[str]) -> PromptSpec:
+    own: list[str] = []
+    if cfg.prompt.sidecar_keywords:
+        text = source.sidecar(rec, KEYWORDS_SUFFIX)
+        own = parse_keywords_text(text) if text else []
+    keywords = merge_keywords(job_words, own, limit=cfg.prompt.max_keywords)
+    return PromptSpec(task=cfg.prompt.task, language=cfg.prompt.target_language, keywords=keywords)
+
+
+def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, out: TextIO) -> int:
+    """Print one JSON line per block (or per failed recording); returns the number of failures."""
+    job_words = job_keywords(cfg)
+    failures = 0
+    for f in files:
+        src = LocalSource(InputConfig(uri=f, include=["*"], exclude=[]), cfg.filters)
+        for rec in src.recordings():
+            blocks: list[Block] = []
+            try:
+                spec = prompt_for(rec, src, cfg, job_words)
+            except SourceError as err:
+                outcome_error: str | None = str(err)
+            else:
+                outcome = drain(cut_recording(rec, src, cfg), blocks.append)
+                outcome_error = outcome.error if outcome.status != "ok" else None
+            if outcome_error is not None:
+                failures += 1
+                out.write(json.dumps({"source_uri": rec.source_uri, "status": "failed", "error": outcome_error}) + "\n")
+                continue
+            for i in range(0, len(blocks), cfg.engine.batch_blocks):
+                batch = blocks[i : i + cfg.engine.batch_blocks]
+                results = engine.transcribe(requests_for(batch, {rec.recording_id: spec}, engine.tokenizer, cfg.engine, cfg))
+                for b, r in zip(batch, results):
+                    out.write(json.dumps(_line(rec, b, r.__dict__, engine.name), ensure_ascii=False) + "\n")
+            out.flush()
+    return failures
+
+
+def _line(rec: Recording, b: Block, r: dict[str, Any], engine: str) -> dict[str, Any]:
+    return {
+        "source_uri": rec.source_uri, "recording_id": rec.recording_id, "channel": b.channel,
+        "channel_label": b.channel_label, "block_index": b.index, "start_s": b.start_s, "end_s": b.end_s,
+        "text": r["text"], "finish_reason": r["finish_reason"], "prompt_tokens": r["prompt_tokens"],
+        "output_tokens": r["output_tokens"], "prompt_variant": r["prompt_variant"], "keywords": list(r["keywords"]),
+        "engine": engine, "batch_s": round(r["batch_s"], 4), "batch_size": r["batch_size"],
+    }

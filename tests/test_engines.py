@@ -1,0 +1,210 @@
+"""Granite through both engines on the offline tiny model: same greedy ids, prompts, guards, sources.
+
+vLLM's CPU build really runs here (one engine for the whole module: it takes a few seconds to start).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.blocks import ChannelBlocker
+from pipeline.config import ModelConfig, load_config
+from pipeline.engines import PromptSpec, make_engine, requests_for
+from pipeline.engines.guards import collapse_repetitions, max_tokens
+from pipeline.engines.hf import _result
+from pipeline.engines.model_source import ModelSourceError, loadable_dir, patch_multipliers, resolve_model
+from pipeline.engines.prompts import merge_keywords, parse_keywords_text, render
+from tests import corpus as C
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_CONFIG = ROOT.parent / "shared" / "reference" / "granite-4.0-1b-speech.config.json"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(None, {"input.uri": "x", "engine.dtype": "float32"})
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from pipeline.testmodel import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def engines(tiny, cfg):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return {kind: make_engine(kind, tiny, cfg) for kind in ("transformers", "vllm")}
+
+
+@pytest.fixture(scope="module")
+def blocks(cfg):
+    call = C.make_call(C.speech_utterances()[:6], 0.8)
+    b = ChannelBlocker("rec", 0, "mono", cfg.blocks)
+    out = list(b.push(call.samples[0])) + list(b.finish())
+    assert len(out) >= 6 and min(x.duration_s for x in out) < 2.0  # short and long blocks
+    return out
+
+
+def run(engine, blocks, cfg, spec=PromptSpec()):
+    return engine.transcribe(requests_for(blocks, {"rec": spec}, engine.tokenizer, cfg.engine, cfg))
+
+
+def test_both_engines_give_identical_greedy_ids(engines, blocks, cfg):
+    hf, vl = (run(engines[k], blocks, cfg) for k in ("transformers", "vllm"))
+    assert [r.token_ids for r in hf] == [r.token_ids for r in vl]
+    assert [r.prompt_tokens for r in hf] == [r.prompt_tokens for r in vl]
+    assert [r.text for r in hf] == [r.text for r in vl]
+    assert len({r.token_ids for r in hf}) > 1  # the audio matters: outputs differ between blocks
+    for r in hf:
+        assert r.finish_reason in ("stop", "length", "guard") and r.output_tokens == len(r.token_ids)
+        assert r.prompt_variant == "transcribe" and r.batch_size == len(blocks) and r.batch_s > 0
+
+
+def test_results_do_not_depend_on_batch_composition(engines, blocks, cfg):
+    together = run(engines["vllm"], blocks, cfg)
+    alone = [run(engines["vllm"], [b], cfg)[0] for b in blocks[::-1]][::-1]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+
+
+def test_keywords_reach_the_prompt_tokens(engines, blocks, cfg):
+    spec = PromptSpec(keywords=("Acme", "Zorblax 9000"))
+    tok = engines["transformers"].tokenizer
+    prompt = render(tok, spec)
+    assert prompt.endswith("can you transcribe the speech into a written format? Keywords: Acme, Zorblax 9000\n ASSISTANT:")
+    assert prompt.startswith("USER: <|audio|>")
+    extra = len(tok(prompt)["input_ids"]) - len(tok(render(tok, PromptSpec()))["input_ids"])
+    assert extra > 5
+    for kind, engine in engines.items():
+        plain, biased = run(engine, blocks[:1], cfg)[0], run(engine, blocks[:1], cfg, spec)[0]
+        assert biased.prompt_tokens - plain.prompt_tokens == extra, kind
+        assert biased.keywords == ("Acme", "Zorblax 9000") and biased.prompt_variant == "transcribe+keywords"
+
+
+def test_translation_prompt(engines, cfg):
+    spec = PromptSpec(task="translate", language="English")
+    assert render(engines["vllm"].tokenizer, spec) == "USER: <|audio|>translate the speech to English\n ASSISTANT:"
+    assert spec.variant == "translate:English"
+
+
+def test_token_cap_flags_length(engines, blocks, cfg):
+    from dataclasses import replace
+
+    for kind, engine in engines.items():
+        reqs = requests_for(blocks[:2], {"rec": PromptSpec()}, engine.tokenizer, cfg.engine, cfg)
+        capped = engine.transcribe([replace(r, max_tokens=3) for r in reqs])
+        assert all(r.output_tokens <= 3 for r in capped), kind
+        forced = engine.transcribe([replace(r, max_tokens=12, min_tokens=12) for r in reqs])
+        assert [r.output_tokens for r in forced] == [12, 12] and {r.finish_reason for r in forced} <= {"length", "guard"}
+
+
+def test_max_tokens_follows_duration():
+    assert max_tokens(4.0) == 80 and max_tokens(0.5) == 24 and max_tokens(2.0, tokens_per_s=10, margin=0) == 20
+
+
+def test_repetition_loops_are_collapsed():
+    loop = "thank you for calling " * 6 + "goodbye"
+    text, changed = collapse_repetitions(loop)
+    assert changed and text == "thank you for calling goodbye"
+    assert collapse_repetitions("you you you you you")[0] == "you"
+    assert collapse_repetitions("very very good") == ("very very good", False)  # twice is speech
+    assert collapse_repetitions("no no no") == ("no", True)
+
+
+def test_a_collapsed_result_is_flagged_guard():
+    from pipeline.engines.base import EngineRequest
+
+    req = EngineRequest("b", np.zeros(10, np.float32), "p", "transcribe", (), 80)
+    r = _result(req, "okay okay okay okay okay okay", [1] * 6, 50, "length", 0.1, 1)
+    assert r.text == "okay" and r.finish_reason == "guard"
+    assert _result(req, "", [], 50, "stop", 0.1, 1).text == ""  # empty is a valid answer
+
+
+def test_keyword_sources_merge():
+    assert parse_keywords_text("Acme # brand\nZorblax, ACME\n\n  Widget Pro  \n") == ["Acme", "Zorblax", "ACME", "Widget Pro"]
+    assert merge_keywords(["Acme", "Beta"], ["acme", "Gamma"], limit=10) == ("Acme", "Beta", "Gamma")
+    assert merge_keywords(["a", "b", "c"], limit=2) == ("a", "b")
+
+
+def test_real_hub_config_loads_in_transformers_5(tmp_path):
+    from transformers import GraniteSpeechConfig
+
+    hub = json.loads(REFERENCE_CONFIG.read_text())
+    hub.pop("_note", None)
+    hub["text_config"]["embedding_multiplier"] = 12  # as the hub file stores it
+    # (transformers 5.0-era strict validation rejected this; 5.19 installed here accepts it, so the
+    # patch is checked by its effect: the loaders always see a float.)
+    cfg = GraniteSpeechConfig(**patch_multipliers(hub))
+    assert cfg.text_config.embedding_multiplier == 12.0 and cfg.encoder_config.num_layers == 16
+    # The view folder gives loaders the patched config and leaves the source alone.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "config.json").write_text(json.dumps(hub))
+    (tmp_path / "src" / "model.safetensors").write_bytes(b"weights")
+    view = loadable_dir(tmp_path / "src", tmp_path / "cache")
+    assert view != tmp_path / "src" and (view / "model.safetensors").read_bytes() == b"weights"
+    assert json.loads((view / "config.json").read_text())["text_config"]["embedding_multiplier"] == 12.0
+    assert json.loads((tmp_path / "src" / "config.json").read_text())["text_config"]["embedding_multiplier"] == 12
+    assert isinstance(GraniteSpeechConfig.from_pretrained(view).text_config.embedding_multiplier, float)
+
+
+def test_s3_mirror_loads_and_a_corrupted_one_is_refused(moto, tiny, tmp_path, cfg):
+    env = {**os.environ}
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "mirror-model", str(tiny), "s3://models/granite-tiny", "--endpoint-url", moto.endpoint_url],
+        capture_output=True, text=True, env=env,
+    )
+    s3 = moto.client()
+    if r.returncode != 0 and "NoSuchBucket" in r.stderr:
+        s3.create_bucket(Bucket="models")
+        r = subprocess.run(r.args, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    mcfg = ModelConfig(id="s3://models/granite-tiny", endpoint_url=moto.endpoint_url, cache_dir=str(tmp_path / "cache"))
+    local = resolve_model(mcfg)
+    assert (local / "model.safetensors").read_bytes() == (tiny / "model.safetensors").read_bytes()
+    engine = make_engine("transformers", local, cfg)
+    assert engine.transcribe(requests_for([], {}, engine.tokenizer, cfg.engine, cfg)) == []
+    assert resolve_model(mcfg) == local  # cached and verified: no second download
+
+    # Corrupt one file in the mirror: a fresh node refuses to load it.
+    s3.put_object(Bucket="models", Key="granite-tiny/model.safetensors", Body=b"corrupted" * 1000)
+    fresh = mcfg.model_copy(update={"cache_dir": str(tmp_path / "cache2")})
+    with pytest.raises(ModelSourceError, match="model.safetensors does not match the manifest"):
+        resolve_model(fresh)
+    # No manifest (a half-copied or hand-made mirror): refused too.
+    s3.delete_object(Bucket="models", Key="granite-tiny/granite-batch-manifest.json")
+    with pytest.raises(ModelSourceError, match="cannot read granite-batch-manifest.json"):
+        resolve_model(mcfg.model_copy(update={"cache_dir": str(tmp_path / "cache3")}))
+
+
+def test_unreachable_hub_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelSourceError, match="air-gapped sites use a local folder or an s3:// mirror"):
+        resolve_model(ModelConfig(cache_dir=str(tmp_path / "c")))
+
+
+def test_transcribe_cli(tiny, tmp_path, corpus):
+    audio = tmp_path / "call.wav"
+    audio.write_bytes(corpus.telephone.read_bytes())
+    (tmp_path / "call.wav.keywords.txt").write_text("Zorblax\n")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "transcribe", str(audio), str(bad), "--model", str(tiny),
+         "--engine", "transformers", "--keywords", "Acme"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )
+    assert r.returncode == 1, r.stderr  # one input failed
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    ok = [x for x in lines if "text" in x]
+    assert {x["channel"] for x in ok} == {0, 1} and all(x["keywords"] == ["Acme", "Zorblax"] for x in ok)
+    assert all(0 <= x["start_s"] < x["end_s"] <= x["start_s"] + 4.0 for x in ok)
+    assert lines[-1] == {"source_uri": str(bad), "status": "failed", "error": "not audio: content is plain text"}
