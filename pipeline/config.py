@@ -125,7 +125,9 @@ class EngineConfig(Section):
     max_num_seqs: int = Field(256, ge=1, description="vLLM: sequences scheduled at once.")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM on GPU: share of GPU memory it may use.")
     cpu_kvcache_gib: float = Field(2.0, gt=0, description="vLLM on CPU: KV cache size in GiB (taken from RAM).")
-    enforce_eager: bool = Field(False, description="vLLM: skip graph capture/compilation (always on for CPU).")
+    enforce_eager: bool | None = Field(
+        None, description="vLLM: skip compilation and graph capture; null: eager on CPU (starts fast), compiled on GPU."
+    )
     tokens_per_s: float = Field(16.0, gt=0, description="Output cap per second of block audio (guard against runaways).")
     margin_tokens: int = Field(16, ge=0, description="Added to the output cap.")
     pad_to_block: bool = Field(

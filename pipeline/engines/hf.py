@@ -14,7 +14,7 @@ import numpy as np
 
 from ..records import SAMPLE_RATE
 from .base import EngineRequest, EngineResult
-from .compat import ensure_torchaudio
+from ..compat import ensure_torchaudio
 from .guards import collapse_repetitions
 
 

