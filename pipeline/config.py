@@ -130,8 +130,9 @@ class EngineConfig(Section):
     )
     tokens_per_s: float = Field(16.0, gt=0, description="Output cap per second of block audio (guard against runaways).")
     margin_tokens: int = Field(16, ge=0, description="Added to the output cap.")
-    pad_to_block: bool = Field(
-        True, description="Zero-pad every block to blocks.max_s so results do not depend on batch composition."
+    pad_bucket_s: float | None = Field(
+        1.0, gt=0, description="Zero-pad each block up to a multiple of this and batch equal lengths together, so "
+        "results do not depend on batch composition; null: no padding (faster, batch-dependent)."
     )
     expected_rtfx: float = Field(
         280.0, gt=0, description="Audio seconds per GPU second, for plan's cost estimate (leaderboard A100 figure)."

@@ -33,13 +33,16 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
 
 
 def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
-    """What the model hears. Padded with silence to the block limit: both engines pad a batch's
-    audio to its longest member without masking, so without this a short block's text would
-    depend on what it was batched with."""
-    if not cfg.engine.pad_to_block:
+    """What the model hears. Both engines pad a batch's audio to its longest member without
+    masking, so a short block's text would depend on what it was batched with. Blocks are padded
+    with silence up to a multiple of `engine.pad_bucket_s`, and engines batch equal lengths only
+    (`by_length`): the same block gives the same text in any batch, and padding stays under a
+    bucket (vs. up to the whole block limit)."""
+    bucket = cfg.engine.pad_bucket_s
+    if not bucket:
         return samples
-    n = int(round(cfg.blocks.max_s * SAMPLE_RATE))
-    return np.pad(samples, (0, max(0, n - samples.size)))
+    step = int(round(bucket * SAMPLE_RATE))
+    return np.pad(samples, (0, -samples.size % step))
 
 
 def requests_for(

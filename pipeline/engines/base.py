@@ -35,6 +35,14 @@ class EngineResult:
     batch_size: int
 
 
+def by_length(requests: list[EngineRequest]) -> list[list[int]]:
+    """Indices of requests grouped by audio length, for engines that pad within a batch."""
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(r.audio.size, []).append(i)
+    return list(groups.values())
+
+
 class Engine(Protocol):
     name: str
     tokenizer: Any  # the model's transformers tokenizer (chat template for prompts)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..records import SAMPLE_RATE
-from .base import EngineRequest, EngineResult
+from .base import EngineRequest, EngineResult, by_length
 from ..compat import ensure_torchaudio
 from .guards import collapse_repetitions
 
@@ -39,10 +39,13 @@ class TransformersEngine:
         self.batch_size = batch_size
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
-        results: list[EngineResult] = []
-        for i in range(0, len(requests), self.batch_size):
-            results += self._batch(requests[i : i + self.batch_size])
-        return results
+        results: list[EngineResult | None] = [None] * len(requests)
+        for group in by_length(requests):  # the processor pads audio to the batch's longest
+            for i in range(0, len(group), self.batch_size):
+                idx = group[i : i + self.batch_size]
+                for j, res in zip(idx, self._batch([requests[j] for j in idx])):
+                    results[j] = res
+        return [r for r in results if r is not None]
 
     def _batch(self, reqs: list[EngineRequest]) -> list[EngineResult]:
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import SAMPLE_RATE
-from .base import EngineRequest, EngineResult
+from .base import EngineRequest, EngineResult, by_length
 from ..compat import ensure_torchaudio
 from .hf import _result
 
@@ -58,6 +58,14 @@ class VllmEngine:
         self.tokenizer = self.llm.get_tokenizer()
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
+        # One generate per audio length: vLLM pads the encoder batch to its longest audio.
+        results: list[EngineResult | None] = [None] * len(requests)
+        for group in by_length(requests):
+            for j, res in zip(group, self._generate([requests[j] for j in group])):
+                results[j] = res
+        return [r for r in results if r is not None]
+
+    def _generate(self, requests: list[EngineRequest]) -> list[EngineResult]:
         from vllm import SamplingParams
 
         prompts = [{"prompt": r.prompt, "multi_modal_data": {"audio": (r.audio, SAMPLE_RATE)}} for r in requests]
