@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import peak_rss_mb  # noqa: E402
+
 # (format, channels, rate): call-center stereo telephony plus the usual compressed formats.
 MIX = [
     ("wav_mulaw", 2, 8000),
@@ -73,15 +75,6 @@ def build(work: Path, svc, hours: float) -> dict[str, str]:
         files[f"{name}/call.mp3"] = C.encode(x, 16000, "mp3", work / f"{name}.mp3")
     upload_tree(svc, "bench", "audio", files)
     return {k: str(v) for k, v in files.items()}
-
-
-def _peak_rss_mb() -> float:
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report the
-    # (large) parent's peak.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _cpu_s() -> float:
@@ -142,7 +135,7 @@ def main() -> None:
     args = p.parse_args()
     if args.role:
         result = (role_ours if args.role == "ours" else role_naive)(args.uri, args.endpoint)
-        result["peak_rss_mb"] = _peak_rss_mb()
+        result["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(result))
         return
 

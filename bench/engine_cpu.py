@@ -24,14 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import peak_rss_mb  # noqa: E402
+
 TOKENS_PER_AUDIO_S = 4.0
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _blocks(n: int):
@@ -62,7 +57,7 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     wall = time.perf_counter() - t0
     audio_s = sum(b.duration_s for b in blocks)
     return {"kind": kind, "blocks": len(blocks), "audio_s": audio_s, "wall_s": wall, "start_s": start_s,
-            "out_tokens": sum(r.output_tokens for r in results), "peak_rss_mb": _peak_rss_mb()}
+            "out_tokens": sum(r.output_tokens for r in results), "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pipeline.blocks import ChannelBlocker
 from pipeline.config import ModelConfig, load_config
 from pipeline.engines import PromptSpec, make_engine, requests_for
 from pipeline.engines.guards import collapse_repetitions, max_tokens
-from pipeline.engines.hf import _result
+from pipeline.engines.base import make_result
 from pipeline.engines.model_source import ModelSourceError, loadable_dir, patch_multipliers, resolve_model
 from pipeline.engines.prompts import merge_keywords, parse_keywords_text, render
 from tests import corpus as C
@@ -129,9 +129,9 @@ def test_a_collapsed_result_is_flagged_guard():
     from pipeline.engines.base import EngineRequest
 
     req = EngineRequest("b", np.zeros(10, np.float32), "p", "transcribe", (), 80)
-    r = _result(req, "okay okay okay okay okay okay", [1] * 6, 50, "length", 0.1, 1)
+    r = make_result(req, "okay okay okay okay okay okay", [1] * 6, 50, "length", 0.1, 1)
     assert r.text == "okay" and r.finish_reason == "guard"
-    assert _result(req, "", [], 50, "stop", 0.1, 1).text == ""  # empty is a valid answer
+    assert make_result(req, "", [], 50, "stop", 0.1, 1).text == ""  # empty is a valid answer
 
 
 def test_keyword_sources_merge():

@@ -3,6 +3,7 @@ reference). `make_engine` builds one; `requests_for` turns blocks into engine re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,8 +21,10 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
     if kind == "vllm":
         from .vllm import VllmEngine
 
+        bucket = e.pad_bucket_s
+        longest = math.ceil(cfg.blocks.max_s / bucket) * bucket if bucket else cfg.blocks.max_s
         return VllmEngine(
-            model_dir, dtype=e.dtype, max_audio_s=cfg.blocks.max_s, max_num_seqs=e.max_num_seqs,
+            model_dir, dtype=e.dtype, max_audio_s=longest, max_num_seqs=e.max_num_seqs,
             gpu_memory_utilization=e.gpu_memory_utilization, cpu_kvcache_gib=e.cpu_kvcache_gib,
             enforce_eager=e.enforce_eager,
         )
@@ -36,7 +39,7 @@ def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
     """What the model hears. Both engines pad a batch's audio to its longest member without
     masking, so a short block's text would depend on what it was batched with. Blocks are padded
     with silence up to a multiple of `engine.pad_bucket_s`, and engines batch equal lengths only
-    (`by_length`): the same block gives the same text in any batch, and padding stays under a
+    (`base.in_length_groups`): the same block gives the same text in any batch, and padding stays under a
     bucket (vs. up to the whole block limit)."""
     bucket = cfg.engine.pad_bucket_s
     if not bucket:

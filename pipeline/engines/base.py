@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import numpy as np
+
+from .guards import collapse_repetitions
 
 FinishReason = Literal["stop", "length", "guard"]
 
@@ -35,12 +38,35 @@ class EngineResult:
     batch_size: int
 
 
-def by_length(requests: list[EngineRequest]) -> list[list[int]]:
-    """Indices of requests grouped by audio length, for engines that pad within a batch."""
+def in_length_groups(
+    requests: list[EngineRequest], run: Callable[[list[EngineRequest]], list[EngineResult]], batch_size: int | None = None
+) -> list[EngineResult]:
+    """Run `run` on batches of equal audio length (both engines pad a batch's audio to its longest
+    member without masking), at most `batch_size` each; results in request order."""
     groups: dict[int, list[int]] = {}
     for i, r in enumerate(requests):
         groups.setdefault(r.audio.size, []).append(i)
-    return list(groups.values())
+    results: list[EngineResult | None] = [None] * len(requests)
+    for group in groups.values():
+        step = batch_size or len(group)
+        for k in range(0, len(group), step):
+            idx = group[k : k + step]
+            for j, res in zip(idx, run([requests[j] for j in idx])):
+                results[j] = res
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+def make_result(
+    r: EngineRequest, text: str, ids: list[int], prompt_tokens: int, finish: str, batch_s: float, n: int
+) -> EngineResult:
+    """Apply the text guards and package one result (both engines)."""
+    text, collapsed = collapse_repetitions(text.strip())
+    return EngineResult(
+        block_id=r.block_id, text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, output_tokens=len(ids),
+        finish_reason="guard" if collapsed else finish,  # type: ignore[arg-type]
+        prompt_variant=r.prompt_variant, keywords=r.keywords, batch_s=batch_s, batch_size=n,
+    )
 
 
 class Engine(Protocol):

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..records import SAMPLE_RATE
-from .base import EngineRequest, EngineResult, by_length
+from .base import EngineRequest, EngineResult, in_length_groups, make_result
 from ..compat import ensure_torchaudio
-from .guards import collapse_repetitions
 
 
 class TransformersEngine:
@@ -39,13 +38,7 @@ class TransformersEngine:
         self.batch_size = batch_size
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
-        results: list[EngineResult | None] = [None] * len(requests)
-        for group in by_length(requests):  # the processor pads audio to the batch's longest
-            for i in range(0, len(group), self.batch_size):
-                idx = group[i : i + self.batch_size]
-                for j, res in zip(idx, self._batch([requests[j] for j in idx])):
-                    results[j] = res
-        return [r for r in results if r is not None]
+        return in_length_groups(requests, self._batch, self.batch_size)
 
     def _batch(self, reqs: list[EngineRequest]) -> list[EngineResult]:
         t0 = time.perf_counter()
@@ -71,15 +64,6 @@ class TransformersEngine:
                     finish = "stop"
                     break
                 ids.append(t)
-            results.append(_result(r, self.tokenizer.decode(ids, skip_special_tokens=True), ids, prompt_tokens, finish, elapsed, len(reqs)))
+            results.append(make_result(r, self.tokenizer.decode(ids, skip_special_tokens=True), ids, prompt_tokens, finish, elapsed, len(reqs)))
         return results
 
-
-def _result(r: EngineRequest, text: str, ids: list[int], prompt_tokens: int, finish: str, batch_s: float, n: int) -> EngineResult:
-    """Apply the text guards and package one result (shared by both engines)."""
-    text, collapsed = collapse_repetitions(text.strip())
-    return EngineResult(
-        block_id=r.block_id, text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, output_tokens=len(ids),
-        finish_reason="guard" if collapsed else finish,  # type: ignore[arg-type]
-        prompt_variant=r.prompt_variant, keywords=r.keywords, batch_s=batch_s, batch_size=n,
-    )

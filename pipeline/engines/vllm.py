@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..records import SAMPLE_RATE
-from .base import EngineRequest, EngineResult, by_length
+from .base import EngineRequest, EngineResult, in_length_groups, make_result
 from ..compat import ensure_torchaudio
-from .hf import _result
 
 
 def _on_cpu() -> bool:
@@ -58,12 +57,7 @@ class VllmEngine:
         self.tokenizer = self.llm.get_tokenizer()
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
-        # One generate per audio length: vLLM pads the encoder batch to its longest audio.
-        results: list[EngineResult | None] = [None] * len(requests)
-        for group in by_length(requests):
-            for j, res in zip(group, self._generate([requests[j] for j in group])):
-                results[j] = res
-        return [r for r in results if r is not None]
+        return in_length_groups(requests, self._generate)
 
     def _generate(self, requests: list[EngineRequest]) -> list[EngineResult]:
         from vllm import SamplingParams
@@ -89,5 +83,5 @@ class VllmEngine:
             # Decoded like the transformers engine (vLLM's streaming detokenizer withholds a
             # trailing partial UTF-8 character), so the same ids give the same text.
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(_result(r, text, ids, len(out.prompt_token_ids or []), finish, elapsed, len(requests)))
+            results.append(make_result(r, text, ids, len(out.prompt_token_ids or []), finish, elapsed, len(requests)))
         return results
