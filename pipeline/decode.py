@@ -7,7 +7,6 @@ with soxr. `DecodeError` carries a one-line reason for the recording's status ro
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import BinaryIO, Literal
 
@@ -220,8 +219,3 @@ def _ffmpeg_msg(err: Exception) -> str:
     msg = getattr(err, "strerror", None) or str(err)
     return " ".join(str(msg).split())[:200]
 
-
-def frame_tolerance_s(info: AudioInfo) -> float:
-    """Largest codec frame for the detected codec, the unit durations may differ by."""
-    frame = {"mp3": 1152, "mp3float": 1152, "aac": 2048, "vorbis": 2048, "opus": 960 * math.ceil(info.sample_rate / 48000)}
-    return frame.get(info.codec, 1) / info.sample_rate

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.decode import AudioDecoder, DecodeError, frame_tolerance_s
+from pipeline.decode import AudioDecoder, DecodeError
 from pipeline.records import SAMPLE_RATE
 from tests import corpus as C
 
@@ -24,7 +24,7 @@ def test_every_format_decodes_with_true_duration(corpus, fmt):
     dec, audio = decode(corpus.formats[fmt])
     info = dec.info
     assert info.channels == 2
-    assert abs(info.duration_s - corpus.call.duration_s) <= frame_tolerance_s(info) + 1e-9
+    assert abs(info.duration_s - corpus.call.duration_s) <= C.codec_frame_s(fmt, info.sample_rate) + 1e-9
     # 16 kHz output covers the same time span, sample for sample.
     assert abs(audio.shape[1] - round(info.duration_s * SAMPLE_RATE)) <= 1
     assert audio.dtype == np.float32 and np.isfinite(audio).all()

@@ -20,13 +20,11 @@ from ..compat import ensure_torchaudio
 class TransformersEngine:
     name = "transformers"
 
-    def __init__(self, model_dir: Path, dtype: str = "float32", batch_size: int = 16, threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, dtype: str = "float32", batch_size: int = 16) -> None:
         ensure_torchaudio()
         import torch
         from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 
-        if threads:
-            torch.set_num_threads(threads)
         self._torch = torch
         self.processor = AutoProcessor.from_pretrained(model_dir)
         self.tokenizer = self.processor.tokenizer
