@@ -80,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 def _transcribe(cfg: JobConfig, files: list[str]) -> int:
     from .engines import make_engine
     from .engines.model_source import resolve_model
-    from .transcribe import transcribe_files
+    from .transcribe import job_keywords, transcribe_files
 
+    words = job_keywords(cfg)  # a bad keywords file fails now, not after minutes of model loading
     engine = make_engine(cfg.engine.kind, resolve_model(cfg.model, cfg.input.endpoint_url), cfg)
-    failures = transcribe_files(files, cfg, engine, sys.stdout)
+    failures = transcribe_files(files, cfg, engine, words, sys.stdout)
     return 1 if failures else 0
 
 

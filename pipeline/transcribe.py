@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import InputConfig, JobConfig
+from .config import ConfigError, InputConfig, JobConfig
 from .engines import Engine, PromptSpec, requests_for
 from .engines.prompts import merge_keywords, parse_keywords_text
 from .prepare import cut_recording, drain
@@ -21,10 +21,14 @@ KEYWORDS_SUFFIX = ".keywords.txt"
 
 
 def job_keywords(cfg: JobConfig) -> list[str]:
-    """The job-level list plus the keywords file, read once per job."""
+    """The job-level list plus the keywords file, read once per job (before any model loads)."""
     words = list(cfg.prompt.keywords)
     if cfg.prompt.keywords_file:
-        words += parse_keywords_text(Path(cfg.prompt.keywords_file).expanduser().read_text())
+        path = Path(cfg.prompt.keywords_file).expanduser()
+        try:
+            words += parse_keywords_text(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"prompt.keywords_file {path}: {err.strerror}") from None
     return words
 
 
@@ -37,12 +41,19 @@ def prompt_for(rec: Recording, source: Source, cfg: JobConfig, job_words: list[s
     return PromptSpec(task=cfg.prompt.task, language=cfg.prompt.target_language, keywords=keywords)
 
 
-def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, out: TextIO) -> int:
-    """Print one JSON line per block (or per failed recording); returns the number of failures."""
-    job_words = job_keywords(cfg)
+def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_words: list[str], out: TextIO) -> int:
+    """Print one JSON line per block (or per failed input); returns the number of failures.
+    A FILE that is a folder is listed with the configured include/exclude globs."""
     failures = 0
     for f in files:
-        src = LocalSource(InputConfig(uri=f, include=["*"], exclude=[]), cfg.filters)
+        path = Path(f)
+        globs = {} if path.is_dir() else {"include": ["*"], "exclude": []}
+        try:
+            src = LocalSource(InputConfig(uri=f, **globs), cfg.filters)
+        except SourceError as err:
+            failures += 1
+            out.write(json.dumps({"source_uri": f, "status": "failed", "error": str(err)}) + "\n")
+            continue
         for rec in src.recordings():
             blocks: list[Block] = []
             try:

@@ -120,22 +120,30 @@ def test_repetition_loops_are_collapsed():
     loop = "thank you for calling " * 6 + "goodbye"
     text, changed = collapse_repetitions(loop)
     assert changed and text == "thank you for calling goodbye"
-    assert collapse_repetitions("you you you you you")[0] == "you"
-    assert collapse_repetitions("very very good") == ("very very good", False)  # twice is speech
-    assert collapse_repetitions("no no no") == ("no", True)
+    assert collapse_repetitions("you " * 10 + "there") == ("you there", True)
+    # What people really say is left alone.
+    for speech in ("my pin is nine nine nine one", "bye bye bye", "ha ha ha ha", "no no no no no", "very very good",
+                   "thank you thank you thank you"):
+        assert collapse_repetitions(speech) == (speech, False)
 
 
 def test_a_collapsed_result_is_flagged_guard():
     from pipeline.engines.base import EngineRequest
 
     req = EngineRequest("b", np.zeros(10, np.float32), "p", "transcribe", (), 80)
-    r = make_result(req, "okay okay okay okay okay okay", [1] * 6, 50, "length", 0.1, 1)
-    assert r.text == "okay" and r.finish_reason == "guard"
+    loop = "thank you for holding " * 5
+    r = make_result(req, loop, [1] * 20, 50, "stop", 0.1, 1)
+    assert r.text == "thank you for holding" and r.finish_reason == "guard"
+    capped = make_result(req, loop, [1] * 20, 50, "length", 0.1, 1)
+    assert capped.text == "thank you for holding" and capped.finish_reason == "length"  # the stronger flag stays
     assert make_result(req, "", [], 50, "stop", 0.1, 1).text == ""  # empty is a valid answer
 
 
 def test_keyword_sources_merge():
-    assert parse_keywords_text("Acme # brand\nZorblax, ACME\n\n  Widget Pro  \n") == ["Acme", "Zorblax", "ACME", "Widget Pro"]
+    assert parse_keywords_text("Acme # brand\nZorblax, ACME\n\n  Widget Pro  \nC#, F#\n# note\n") == [
+        "Acme", "Zorblax", "ACME", "Widget Pro", "C#", "F#"]
+    # Special-token text from a sidecar never reaches the prompt as a special token.
+    assert merge_keywords(["<|audio|>", "Acme<|end_of_text|>"], limit=5) == ("Acme",)
     assert merge_keywords(["Acme", "Beta"], ["acme", "Gamma"], limit=10) == ("Acme", "Beta", "Gamma")
     assert merge_keywords(["a", "b", "c"], limit=2) == ("a", "b")
 
@@ -159,6 +167,11 @@ def test_real_hub_config_loads_in_transformers_5(tmp_path):
     assert json.loads((view / "config.json").read_text())["text_config"]["embedding_multiplier"] == 12.0
     assert json.loads((tmp_path / "src" / "config.json").read_text())["text_config"]["embedding_multiplier"] == 12
     assert isinstance(GraniteSpeechConfig.from_pretrained(view).text_config.embedding_multiplier, float)
+    (tmp_path / "src" / "tokenizer.json").write_text("{}")  # the folder changed: a fresh, complete view
+    newer = loadable_dir(tmp_path / "src", tmp_path / "cache")
+    assert newer != view and (newer / "tokenizer.json").exists()
+    with pytest.raises(ModelSourceError, match="not a model folder"):
+        loadable_dir(tmp_path, tmp_path / "cache")
 
 
 def test_s3_mirror_loads_and_a_corrupted_one_is_refused(moto, tiny, tmp_path, cfg):
@@ -179,8 +192,19 @@ def test_s3_mirror_loads_and_a_corrupted_one_is_refused(moto, tiny, tmp_path, cf
     assert engine.transcribe(requests_for([], {}, engine.tokenizer, cfg.engine, cfg)) == []
     assert resolve_model(mcfg) == local  # cached and verified: no second download
 
+    # Re-pushing a mirror gives workers a new verified copy; a copy in use is never touched.
+    (tmp_path / "v2").mkdir()
+    for f in tiny.iterdir():
+        (tmp_path / "v2" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "v2" / "generation_config.json").write_text('{"eos_token_id": 373}')
+    r2 = subprocess.run([*r.args[:4], str(tmp_path / "v2"), *r.args[5:]], capture_output=True, text=True, env=env)
+    assert r2.returncode == 0, r2.stderr
+    newer = resolve_model(mcfg)
+    assert newer != local and (local / "model.safetensors").exists()
+    assert (newer / "generation_config.json").read_text() == '{"eos_token_id": 373}'
     # Corrupt one file in the mirror: a fresh node refuses to load it.
     s3.put_object(Bucket="models", Key="granite-tiny/model.safetensors", Body=b"corrupted" * 1000)
+    assert resolve_model(mcfg) == newer  # an already verified copy keeps serving this node
     fresh = mcfg.model_copy(update={"cache_dir": str(tmp_path / "cache2")})
     with pytest.raises(ModelSourceError, match="model.safetensors does not match the manifest"):
         resolve_model(fresh)
@@ -214,3 +238,18 @@ def test_transcribe_cli(tiny, tmp_path, corpus):
     assert {x["channel"] for x in ok} == {0, 1} and all(x["keywords"] == ["Acme", "Zorblax"] for x in ok)
     assert all(0 <= x["start_s"] < x["end_s"] <= x["start_s"] + 4.0 for x in ok)
     assert lines[-1] == {"source_uri": str(bad), "status": "failed", "error": "not audio: content is plain text"}
+
+    # A folder is listed with the usual globs (its sidecars are not recordings); a missing file is
+    # a failed line and the rest go on; a bad keywords file stops before any model loads.
+    missing = str(tmp_path / "nope.wav")
+    cli = [sys.executable, "-m", "pipeline.cli", "transcribe"]
+    engine_args = ["--model", str(tiny), "--engine", "transformers", "--keywords", "Acme"]
+    r = subprocess.run([*cli, missing, str(tmp_path), *engine_args], capture_output=True, text=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert lines[0]["source_uri"] == missing and "does not exist" in lines[0]["error"]
+    assert not any(x["source_uri"].endswith(".keywords.txt") for x in lines)
+    assert any("text" in x for x in lines) and r.returncode == 1
+    r = subprocess.run([*cli, str(audio), "--model", str(tmp_path / "no-model")], capture_output=True, text=True,
+                       env={**os.environ, "GRANITE_BATCH_PROMPT__KEYWORDS_FILE": str(tmp_path / "none.txt")}, timeout=60)
+    assert r.returncode == 2 and "prompt.keywords_file" in r.stderr

@@ -35,6 +35,9 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
     raise ValueError(f"unknown engine {kind!r}")
 
 
+MIN_AUDIO = SAMPLE_RATE // 10  # the feature extractor fails below ~20 ms; 0.1 s is safe
+
+
 def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
     """What the model hears. Both engines pad a batch's audio to its longest member without
     masking, so a short block's text would depend on what it was batched with. Blocks are padded
@@ -43,7 +46,7 @@ def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
     bucket (vs. up to the whole block limit)."""
     bucket = cfg.engine.pad_bucket_s
     if not bucket:
-        return samples
+        return np.pad(samples, (0, max(0, MIN_AUDIO - samples.size)))
     step = int(round(bucket * SAMPLE_RATE))
     return np.pad(samples, (0, -samples.size % step))
 

@@ -31,7 +31,7 @@ class EngineResult:
     token_ids: tuple[int, ...]
     prompt_tokens: int
     output_tokens: int
-    finish_reason: FinishReason  # stop: end of sequence; length: hit max_tokens; guard: a guard changed it
+    finish_reason: FinishReason  # stop: end of sequence; length: hit max_tokens; guard: stopped, but a guard changed the text
     prompt_variant: str
     keywords: tuple[str, ...]
     batch_s: float  # wall time of the engine call this block was part of
@@ -43,9 +43,9 @@ def in_length_groups(
 ) -> list[EngineResult]:
     """Run `run` on batches of equal audio length (both engines pad a batch's audio to its longest
     member without masking), at most `batch_size` each; results in request order."""
-    groups: dict[int, list[int]] = {}
-    for i, r in enumerate(requests):
-        groups.setdefault(r.audio.size, []).append(i)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(requests):  # min_tokens too: transformers applies one per batch
+        groups.setdefault((r.audio.size, r.min_tokens), []).append(i)
     results: list[EngineResult | None] = [None] * len(requests)
     for group in groups.values():
         step = batch_size or len(group)
@@ -64,7 +64,8 @@ def make_result(
     text, collapsed = collapse_repetitions(text.strip())
     return EngineResult(
         block_id=r.block_id, text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, output_tokens=len(ids),
-        finish_reason="guard" if collapsed else finish,  # type: ignore[arg-type]
+        # A loop that ran into the cap stays `length` (no end of sequence: the stronger flag).
+        finish_reason="guard" if collapsed and finish == "stop" else finish,  # type: ignore[arg-type]
         prompt_variant=r.prompt_variant, keywords=r.keywords, batch_s=batch_s, batch_size=n,
     )
 

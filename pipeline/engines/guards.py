@@ -3,8 +3,9 @@ repetition loops, and text on silence.
 
 - `max_tokens`: output is capped by the block's duration (about 16 tokens per second of speech
   plus a margin), so a runaway cannot cost more than a normal block.
-- `collapse_repetitions`: a phrase of 1-8 words repeated more than `max_repeats` times in a row
-  is collapsed to one occurrence.
+- `collapse_repetitions`: a phrase of 2-8 words repeated 4 or more times in a row, or a single
+  word 8 or more times, is collapsed to one occurrence. Real speech repeats too ("nine nine nine
+  one", "bye bye bye"), so only runs longer than people say are touched.
 - A block that hits the cap without end-of-sequence is reported as `length`, so it can be
   flagged or retried; empty text is a valid answer (silence is not transcribed into words).
 """
@@ -21,8 +22,12 @@ def max_tokens(duration_s: float, tokens_per_s: float = TOKENS_PER_S, margin: in
     return math.ceil(duration_s * tokens_per_s) + margin
 
 
-def collapse_repetitions(text: str, max_repeats: int = 2, max_phrase_words: int = 8) -> tuple[str, bool]:
-    """Collapse phrases repeated more than `max_repeats` times in a row; (text, whether changed)."""
+PHRASE_REPEATS = 4  # a 2-8 word phrase this many times in a row is a loop
+WORD_REPEATS = 8  # a single word needs a longer run ("no no no no" is speech)
+
+
+def collapse_repetitions(text: str, max_phrase_words: int = 8) -> tuple[str, bool]:
+    """Collapse looping phrases to one occurrence; (text, whether changed)."""
     words = text.split()
     changed = False
     i = 0
@@ -36,7 +41,7 @@ def collapse_repetitions(text: str, max_repeats: int = 2, max_phrase_words: int 
             reps = 1
             while words[i + reps * n : i + (reps + 1) * n] == phrase:
                 reps += 1
-            if reps > max_repeats and reps * n > best_reps * best_n:
+            if reps >= (WORD_REPEATS if n == 1 else PHRASE_REPEATS) and reps * n > best_reps * best_n:
                 best_n, best_reps = n, reps
         if best_n:
             out += words[i : i + best_n]

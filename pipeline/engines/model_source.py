@@ -72,11 +72,16 @@ def patch_multipliers(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def loadable_dir(folder: Path, cache: Path) -> Path:
-    config = json.loads((folder / "config.json").read_text())
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(f"{folder} is not a model folder: config.json unreadable ({err})") from None
     fixed = patch_multipliers(config)
     if json.dumps(fixed, sort_keys=True) == json.dumps(config, sort_keys=True):  # 12 == 12.0, but not as JSON
         return folder
-    digest = hashlib.sha256(f"{folder}\n{json.dumps(fixed, sort_keys=True)}".encode()).hexdigest()[:16]
+    # Keyed by the folder's file list too: a changed folder gets a fresh view, not dangling links.
+    listing = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.name != "config.json")
+    digest = hashlib.sha256(f"{folder}\n{listing}\n{json.dumps(fixed, sort_keys=True)}".encode()).hexdigest()[:16]
     view = cache / "views" / digest
     if not (view / "config.json").exists():
         tmp = view.with_name(f".{view.name}.{os.getpid()}")
@@ -112,6 +117,8 @@ def push_mirror(folder: Path, uri: str, endpoint_url: str | None = None) -> int:
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     s3 = s3_client(endpoint_url)
     manifest = write_manifest(folder)
+    # A re-push first withdraws the old manifest: workers refuse the mirror until it is complete.
+    s3.delete_object(Bucket=bucket, Key=prefix + MANIFEST)
     for rel in manifest["files"]:
         s3.upload_file(str(folder / rel), bucket, prefix + rel)
     s3.put_object(Bucket=bucket, Key=prefix + MANIFEST, Body=json.dumps(manifest, indent=2).encode())
@@ -131,38 +138,51 @@ def _node_lock(path: Path) -> Iterator[None]:
 
 
 def fetch_mirror(uri: str, cache: Path, endpoint_url: str | None) -> Path:
+    """Download and verify a mirror into a folder named by its manifest's sha256. A verified
+    folder is never changed or deleted (a worker may be loading from it): a re-pushed mirror gets
+    a new folder, built under a temporary name and renamed into place when every file matches."""
     bucket, prefix = split_s3_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     s3 = s3_client(endpoint_url)
     try:
         raw = s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read()
+        files: dict[str, Any] = json.loads(raw)["files"]
     except Exception as err:
-        raise ModelSourceError(f"model mirror {uri}: cannot read {MANIFEST} ({err}); make mirrors with `granite-batch mirror-model`") from None
-    manifest = json.loads(raw)
-    digest = hashlib.sha256(raw).hexdigest()
-    dest = cache / "s3" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    with _node_lock(dest.with_name(dest.name + ".lock")):
-        done = dest / ".verified"
-        if done.exists() and done.read_text() == digest and _sizes_match(dest, manifest):
-            return dest
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        for rel, meta in manifest["files"].items():
-            target = dest / rel
-            if ".." in Path(rel).parts or Path(rel).is_absolute():
-                raise ModelSourceError(f"model mirror {uri}: manifest path {rel!r} escapes the model folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, prefix + rel, str(target))
-            size, sha = target.stat().st_size, _sha256(target)
-            if size != meta["size"] or sha != meta["sha256"]:
-                shutil.rmtree(dest, ignore_errors=True)
-                raise ModelSourceError(
-                    f"model mirror {uri}: {rel} does not match the manifest "
-                    f"(size {size} vs {meta['size']}, sha256 {sha[:12]}… vs {meta['sha256'][:12]}…); refusing to load"
-                )
-        done.write_text(digest)
+        raise ModelSourceError(
+            f"model mirror {uri}: cannot read {MANIFEST} ({type(err).__name__}: {err}); "
+            "make mirrors with `granite-batch mirror-model`"
+        ) from None
+    for rel in files:
+        if not rel or rel == "." or ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise ModelSourceError(f"model mirror {uri}: manifest path {rel!r} is not a file inside the model folder")
+    dest = cache / "s3" / hashlib.sha256(raw).hexdigest()[:24]
+    with _node_lock(cache / "s3" / ".lock"):
+        if (dest / ".verified").exists() and _sizes_match(dest, files):
+            return dest  # verified by sha256 when downloaded; sizes catch truncation since
+        tmp = dest.with_name(f".{dest.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for rel, meta in files.items():
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, prefix + rel, str(target))
+                size, sha = target.stat().st_size, _sha256(target)
+                if size != meta["size"] or sha != meta["sha256"]:
+                    raise ModelSourceError(
+                        f"model mirror {uri}: {rel} does not match the manifest (size {size} vs {meta['size']}, "
+                        f"sha256 {sha[:12]}… vs {meta['sha256'][:12]}…); refusing to load"
+                    )
+            (tmp / ".verified").write_text(uri)
+        except ModelSourceError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except Exception as err:  # a file missing from the mirror, a dropped connection
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ModelSourceError(f"model mirror {uri}: download failed ({type(err).__name__}: {err})") from None
+        shutil.rmtree(dest, ignore_errors=True)  # an unverified leftover only: verified ones returned above
+        tmp.rename(dest)
     return dest
 
 
-def _sizes_match(dest: Path, manifest: dict[str, Any]) -> bool:
-    return all((dest / rel).is_file() and (dest / rel).stat().st_size == m["size"] for rel, m in manifest["files"].items())
+def _sizes_match(dest: Path, files: dict[str, Any]) -> bool:
+    return all((dest / rel).is_file() and (dest / rel).stat().st_size == m["size"] for rel, m in files.items())

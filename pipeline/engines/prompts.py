@@ -7,6 +7,7 @@ so both engines see the same prompt text. Keywords bias proper names and acronym
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 AUDIO_PLACEHOLDER = "<|audio|>"
 TRANSCRIBE = "can you transcribe the speech into a written format?"
 TRANSLATE = "translate the speech to {language}"
+_SPECIAL = re.compile(r"<\|[^|>]*\|>")
+_COMMENT = re.compile(r"(^|\s)#.*")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ def merge_keywords(*sources: Iterable[str], limit: int) -> tuple[str, ...]:
     out: list[str] = []
     for source in sources:
         for kw in source:
-            kw = " ".join(kw.replace(",", " ").split())
+            # Sidecars are user data: a `<|audio|>` or `<|end_of_text|>` in them would become a
+            # special token in the prompt.
+            kw = " ".join(_SPECIAL.sub(" ", kw).replace(",", " ").split())
             if kw and kw.lower() not in seen:
                 seen.add(kw.lower())
                 out.append(kw)
@@ -58,9 +63,10 @@ def merge_keywords(*sources: Iterable[str], limit: int) -> tuple[str, ...]:
 
 
 def parse_keywords_text(text: str) -> list[str]:
-    """A keywords file: one keyword per line (commas also separate); `#` starts a comment."""
+    """A keywords file: one keyword per line (commas also separate); `#` at the start of a line or
+    after a space starts a comment (so `C#` stays a keyword)."""
     words: list[str] = []
     for line in text.splitlines():
-        line = line.split("#", 1)[0]
+        line = _COMMENT.sub("", line)
         words += [w.strip() for w in line.split(",") if w.strip()]
     return words

@@ -76,7 +76,7 @@ class VllmEngine:
         results = []
         for r, out in zip(requests, outs):
             c = out.outputs[0]
-            finish = "length" if c.finish_reason == "length" else "stop"
+            finish = "stop" if c.finish_reason == "stop" else "length"  # "abort" did not finish either
             ids = list(c.token_ids)
             if finish == "stop" and c.stop_reason is None and ids:
                 ids.pop()  # the end-of-sequence token itself: not content (as in the transformers engine)
