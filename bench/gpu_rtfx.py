@@ -36,6 +36,12 @@ def blocks(n: int) -> list[np.ndarray]:
 
 
 def run_vllm(model: Path, batches: list[int]) -> dict[int, float]:
+    from pipeline.compat import ensure_torchaudio
+
+    if ensure_torchaudio():  # CPU smoke test: see pipeline/engines/vllm.py
+        import os
+
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     from vllm import LLM, SamplingParams
 
     llm = LLM(
@@ -87,7 +93,8 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    gpu = torch.cuda.get_device_name(0).replace(" ", "_")
+    # Without a GPU (a smoke test of this script on the tiny model) it reports "cpu".
+    gpu = torch.cuda.get_device_name(0).replace(" ", "_") if torch.cuda.is_available() else "cpu"
     batches = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
