@@ -229,7 +229,7 @@ def test_transcribe_cli(tiny, tmp_path, corpus):
     bad.write_bytes(b"not audio at all")
     r = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "transcribe", str(audio), str(bad), "--model", str(tiny),
-         "--engine", "transformers", "--keywords", "Acme"],
+         "--engine", "vllm", "--keywords", "Acme"],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
     )
     assert r.returncode == 1, r.stderr  # one input failed

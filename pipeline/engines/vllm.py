@@ -36,6 +36,9 @@ class VllmEngine:
             # The torchaudio stand-in exists only in this process; vLLM's engine-core process
             # would import the broken extension, so run the engine core in-process.
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        # stdout is for results (transcribe prints JSON lines there); vLLM logs to stdout by default.
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         cpu = _on_cpu()
         if cpu:
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
