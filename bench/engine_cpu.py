@@ -50,7 +50,7 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     t0 = time.perf_counter()
     engine = make_engine(kind, Path(model), cfg)
     start_s = time.perf_counter() - t0
-    reqs = requests_for(blocks, {"bench": PromptSpec()}, engine.tokenizer, cfg.engine, cfg, force_tokens_per_s=TOKENS_PER_AUDIO_S)
+    reqs = requests_for(blocks, {"bench": PromptSpec()}, engine.tokenizer, cfg, force_tokens_per_s=TOKENS_PER_AUDIO_S)
     engine.transcribe(reqs[:2])  # warm-up (first-call allocations, lazy init)
     t0 = time.perf_counter()
     results = engine.transcribe(reqs)

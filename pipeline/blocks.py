@@ -223,7 +223,8 @@ class ChannelBlocker:
         while True:
             spans = list(self._spans)
             if self._tracker.open_start is not None:
-                spans.append(Span(self._tracker.open_start, self._tracker.open_span_end or known))
+                end = self._tracker.open_span_end
+                spans.append(Span(self._tracker.open_start, known if end is None else end))
             # A span can close behind a cut already made through it (the tracker confirms a
             # pause late): only what lies after the last block still counts.
             floor = self._last_end

@@ -69,7 +69,7 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
                 continue
             for i in range(0, len(blocks), cfg.engine.batch_blocks):
                 batch = blocks[i : i + cfg.engine.batch_blocks]
-                results = engine.transcribe(requests_for(batch, {rec.recording_id: spec}, engine.tokenizer, cfg.engine, cfg))
+                results = engine.transcribe(requests_for(batch, {rec.recording_id: spec}, engine.tokenizer, cfg))
                 for b, r in zip(batch, results):
                     out.write(json.dumps(_line(rec, b, r.__dict__, engine.name), ensure_ascii=False) + "\n")
             out.flush()

@@ -57,7 +57,7 @@ def blocks(cfg):
 def run(engine, blocks, cfg, spec=PromptSpec(), cap=None):
     from dataclasses import replace
 
-    reqs = requests_for(blocks, {"rec": spec}, engine.tokenizer, cfg.engine, cfg)
+    reqs = requests_for(blocks, {"rec": spec}, engine.tokenizer, cfg)
     return engine.transcribe([replace(r, max_tokens=min(r.max_tokens, cap)) for r in reqs] if cap else reqs)
 
 
@@ -105,7 +105,7 @@ def test_token_cap_flags_length(engines, blocks, cfg):
     from dataclasses import replace
 
     for kind, engine in engines.items():
-        reqs = requests_for(blocks[:2], {"rec": PromptSpec()}, engine.tokenizer, cfg.engine, cfg)
+        reqs = requests_for(blocks[:2], {"rec": PromptSpec()}, engine.tokenizer, cfg)
         capped = engine.transcribe([replace(r, max_tokens=3) for r in reqs])
         assert all(r.output_tokens <= 3 for r in capped), kind
         forced = engine.transcribe([replace(r, max_tokens=12, min_tokens=12) for r in reqs])
@@ -189,7 +189,7 @@ def test_s3_mirror_loads_and_a_corrupted_one_is_refused(moto, tiny, tmp_path, cf
     local = resolve_model(mcfg)
     assert (local / "model.safetensors").read_bytes() == (tiny / "model.safetensors").read_bytes()
     engine = make_engine("transformers", local, cfg)
-    assert engine.transcribe(requests_for([], {}, engine.tokenizer, cfg.engine, cfg)) == []
+    assert engine.transcribe(requests_for([], {}, engine.tokenizer, cfg)) == []
     assert resolve_model(mcfg) == local  # cached and verified: no second download
 
     # Re-pushing a mirror gives workers a new verified copy; a copy in use is never touched.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import EngineConfig, JobConfig
+from ..config import JobConfig
 from ..records import SAMPLE_RATE, Block
 from .base import Engine, EngineRequest, EngineResult
 from .guards import max_tokens
@@ -52,7 +52,7 @@ def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
 
 
 def requests_for(
-    blocks: Sequence[Block], spec_of: dict[str, PromptSpec], tokenizer: object, e: EngineConfig, cfg: JobConfig,
+    blocks: Sequence[Block], spec_of: dict[str, PromptSpec], tokenizer: object, cfg: JobConfig,
     force_tokens_per_s: float | None = None,
 ) -> list[EngineRequest]:
     """One request per block; `spec_of` maps recording_id to its prompt (keywords differ per recording).
@@ -63,7 +63,7 @@ def requests_for(
         spec = spec_of[b.recording_id]
         if spec not in rendered:
             rendered[spec] = render(tokenizer, spec)
-        cap = max_tokens(b.duration_s, e.tokens_per_s, e.margin_tokens)
+        cap = max_tokens(b.duration_s, cfg.engine.tokens_per_s, cfg.engine.margin_tokens)
         forced = 0
         if force_tokens_per_s:
             cap = forced = max(1, round(b.duration_s * force_tokens_per_s))
