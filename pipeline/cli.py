@@ -11,7 +11,9 @@ from pathlib import Path
 
 from .config import ConfigError, JobConfig, load_config
 from .engines.model_source import ModelSourceError
+from .engines.base import EngineStartError
 from .plan import PlanSummary, run_plan
+from .sink import OutputError
 from .sources import SourceError
 
 
@@ -37,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     _job_args(plan)
     plan.add_argument("--output", metavar="DIR", help="write DIR/recordings.parquet and DIR/blocks.parquet")
     plan.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decode processes (default: all cores)")
+    run = sub.add_parser("run", help="transcribe everything new under --input into Parquet at --output (Ray)")
+    _job_args(run)
+    _engine_args(run)
+    run.add_argument("--output", dest="output.uri", metavar="URI", help="local folder or s3://bucket/prefix for the results")
+    run.add_argument("--address", dest="run.address", metavar="ADDR", help="join a Ray cluster (ray://head:10001, auto)")
+    run.add_argument("--retry-failed", dest="run.retry_failed", action="store_const", const=True,
+                     help="also redo recordings that failed in earlier runs")
+    demo = sub.add_parser("demo", help="offline end-to-end run: test model + bundled audio -> Parquet, queried with DuckDB")
+    demo.add_argument("--output", type=Path, default=Path("granite-batch-demo"), help="output folder (default: %(default)s)")
     tr = sub.add_parser("transcribe", help="transcribe local files, one JSON line per block (an engine check)")
     tr.add_argument("files", nargs="+", metavar="FILE")
     tr.add_argument("--config", metavar="FILE", help="job file (the format of jobs/*.yaml)")
@@ -65,16 +76,37 @@ def main(argv: list[str] | None = None) -> int:
             n = push_mirror(args["dir"], args["uri"], args["endpoint_url"])
             print(f"mirrored {n} files and the manifest to {args['uri']}")
             return 0
+        if args["command"] == "demo":
+            from .demo import run_demo
+
+            return run_demo(args["output"])
         overrides = {k: v for k, v in args.items() if "." in k}
         if args["command"] == "transcribe":
             overrides.setdefault("input.uri", args["files"][0])
         cfg = load_config(args.get("config"), overrides)
         if args["command"] == "plan":
             return _plan(cfg, args["output"], args["workers"])
+        if args["command"] == "run":
+            return _run(cfg)
         return _transcribe(cfg, args["files"])
     except (ConfigError, SourceError, ModelSourceError) as err:
         print(f"granite-batch: {err}", file=sys.stderr)
         return 2
+    except (OutputError, EngineStartError) as err:
+        print(f"granite-batch: run failed: {err}", file=sys.stderr)
+        return 3
+
+
+def _run(cfg: JobConfig) -> int:
+    """Exit 0: every recording ok or skipped; 1: some failed (each has a row and a reason)."""
+    from .job import run_job
+    from .ray_run import RayBackend
+
+    if not cfg.output.uri:
+        raise ConfigError("run needs an output: `--output` or `output.uri` in the job file")
+    report = run_job(cfg, RayBackend)
+    print(f"manifest: {report.manifest_uri}")
+    return report.exit_code
 
 
 def _transcribe(cfg: JobConfig, files: list[str]) -> int:

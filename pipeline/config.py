@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 ENV_PREFIX = "GRANITE_BATCH_"
@@ -43,7 +44,15 @@ class InputConfig(Section):
 
 
 class OutputConfig(Section):
+    """Where `granite-batch run` writes `segments/`, `recordings/` and `runs/` (see docs/output.md)."""
+
     uri: str | None = Field(None, description="Where results go (local folder or s3://bucket/prefix).")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint of the output; None: input.endpoint_url.")
+    region: str | None = Field(None, description="S3 region of the output; None: input.region.")
+    commit_every_s: float = Field(
+        60.0, gt=0, description="Finished recordings are committed at least this often (one Parquet file per commit)."
+    )
+    commit_rows: int = Field(200_000, ge=1, description="...or as soon as this many segment rows are waiting.")
 
 
 class FiltersConfig(Section):
@@ -116,6 +125,28 @@ class PromptConfig(Section):
     keywords_file: str | None = Field(None, description="Local file with more keywords, one per line (# comments).")
     sidecar_keywords: bool = Field(True, description="Also read `<object>.keywords.txt` next to each recording.")
     max_keywords: int = Field(50, ge=0, description="Keywords beyond this many (after merging) are dropped.")
+    language: str | None = Field(
+        None, description="Spoken language (ISO 639-1, e.g. `en`) for the output's `language` column; "
+        "null: detected per recording from its transcript."
+    )
+
+
+class PoolConfig(Section):
+    """One group of engine workers. A run's pools all pull blocks from one queue, each at its own
+    pace; free slots of earlier pools are served first (see docs/architecture.md#engine-pools)."""
+
+    name: str = Field(description="Pool name, written to each segment's `engine` column.")
+    device: Literal["gpu", "cpu"] = Field(description="gpu: one engine per `gpus`; cpu: vLLM's CPU build.")
+    replicas: int | Literal["auto"] = Field(
+        "auto", description="Engine workers; auto: every GPU of the cluster (gpu), 1 (cpu). 0 disables the pool."
+    )
+    cpus: float = Field(1.0, ge=0, description="CPUs reserved per engine worker (its compute threads on cpu pools).")
+    gpus: float = Field(1.0, ge=0, description="GPUs per engine worker (gpu pools; ignored on cpu pools).")
+    resources: dict[str, float] = Field(
+        {}, description="Extra Ray resources per worker, e.g. {vllm_cpu: 1} to keep CPU engines on CPU-image nodes."
+    )
+    slots: int = Field(2, ge=1, description="Batches queued per worker (2: the next batch is ready when one ends).")
+    batch_blocks: int | None = Field(None, ge=1, description="Blocks per engine call; null: engine.batch_blocks.")
 
 
 class EngineConfig(Section):
@@ -138,6 +169,37 @@ class EngineConfig(Section):
         280.0, gt=0, description="Audio seconds per GPU second, for plan's cost estimate (leaderboard A100 figure)."
     )
     gpu_hour_price: float = Field(0.0, ge=0, description="Price of one GPU-hour, for plan's cost estimate (0: hide).")
+    force_tokens_per_s: float | None = Field(
+        None, gt=0, description="Benchmarks on random weights only: every output is exactly this many tokens per second."
+    )
+    pools: list[PoolConfig] = Field(
+        [PoolConfig(name="gpu", device="gpu"), PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16)],
+        description="Engine worker pools of `granite-batch run`; all serve the same run.",
+    )
+
+    @field_validator("pools")
+    @classmethod
+    def _unique_pool_names(cls, v: list[PoolConfig]) -> list[PoolConfig]:
+        names = [p.name for p in v]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"pool names must be unique and at least one pool given (got {names})")
+        return v
+
+
+class RunConfig(Section):
+    """How `granite-batch run` uses Ray (see docs/run.md)."""
+
+    address: str | None = Field(None, description="Ray cluster to join (ray://host:10001 or auto); null: start Ray in-process.")
+    object_store_gib: float = Field(
+        1.0, gt=0, description="Embedded Ray: object store size (blocks in flight live here; Ray Data applies backpressure)."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="Embedded Ray: CPUs to use; null: all cores.")
+    window_recordings: int = Field(
+        20_000, ge=1, description="Recordings listed and handed to Ray at a time (bounds driver memory on huge stores)."
+    )
+    retry_failed: bool = Field(False, description="Also redo recordings that failed in an earlier run (default: skipped).")
+    progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal.")
+    decode_cpus: float = Field(1.0, gt=0, description="CPUs per decode-and-block task.")
 
 
 class JobConfig(BaseSettings):
@@ -155,6 +217,7 @@ class JobConfig(BaseSettings):
     model: ModelConfig = ModelConfig()
     prompt: PromptConfig = PromptConfig()
     engine: EngineConfig = EngineConfig()
+    run: RunConfig = RunConfig()
 
     @field_validator("input", mode="before")
     @classmethod
@@ -188,6 +251,9 @@ CLI_FLAGS: dict[str, str] = {
     "engine.kind": "--engine",
     "prompt.keywords": "--keywords",
     "prompt.task": "--task",
+    "output.uri": "--output",
+    "run.address": "--address",
+    "run.retry_failed": "--retry-failed",
 }
 
 
@@ -282,7 +348,7 @@ def markdown_reference() -> str:
         assert isinstance(model, type) and issubclass(model, BaseModel)
         for name, f in model.model_fields.items():
             key = f"{section}.{name}"
-            default = "required" if f.is_required() else f"`{json.dumps(f.default, default=str)}`"
+            default = "required" if f.is_required() else f"`{json.dumps(to_jsonable_python(f.default))}`"
             env = f"`{ENV_PREFIX}{section.upper()}__{name.upper()}`"
             rows.append(f"| `{key}` | {default} | {env} | {f.description or ''} |")
     return "\n".join(rows)

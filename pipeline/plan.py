@@ -23,7 +23,7 @@ from .config import JobConfig
 from .prepare import Outcome, cut_recording, drain
 from .records import Block, Recording
 from .schema import PLAN_BLOCKS, PLAN_RECORDINGS
-from .sources import ListingStats, Source, open_source
+from .sources import ListingStats, cached_source, open_source
 
 
 def recording_row(o: Outcome) -> dict[str, Any]:
@@ -57,22 +57,11 @@ def block_row(b: Block, source_uri: str) -> dict[str, Any]:
     }
 
 
-_SOURCES: dict[str, Source] = {}
-
-
-def _worker_source(cfg: JobConfig) -> Source:
-    """One source (one S3 client) per worker process, reused across recordings."""
-    key = cfg.model_dump_json(include={"input", "filters"})
-    if key not in _SOURCES:
-        _SOURCES[key] = open_source(cfg.input, cfg.filters)
-    return _SOURCES[key]
-
-
 def plan_one(rec: Recording, cfg: JobConfig) -> tuple[Outcome, list[dict[str, Any]]]:
     """Cut one recording; its block rows (without samples), or none if it failed."""
     rows: list[dict[str, Any]] = []
     outcome = drain(
-        cut_recording(rec, _worker_source(cfg), cfg),
+        cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg),
         lambda b: rows.append(block_row(b, rec.source_uri)),
     )
     return outcome, rows if outcome.status == "ok" else []

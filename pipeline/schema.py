@@ -43,7 +43,57 @@ PLAN_BLOCKS = pa.schema(
     ]
 )
 
-SCHEMAS: dict[str, pa.Schema] = {"plan/recordings.parquet": PLAN_RECORDINGS, "plan/blocks.parquet": PLAN_BLOCKS}
+# `granite-batch run`: OUTPUT/segments/date=YYYY-MM-DD/*.parquet and OUTPUT/recordings/date=.../*.parquet.
+# `date` (the run's UTC date) is a hive partition: in the path, not in the files.
+SEGMENTS = pa.schema(
+    [
+        _f("recording_id", pa.string(), "See recordings."),
+        _f("source_uri", pa.string(), "See recordings."),
+        _f("channel", pa.int32(), "Source channel index (0 when channels are mixed)."),
+        _f("channel_label", pa.string(), "As in plan's blocks: `agent`, `ch1`, `mono`, `mix`..."),
+        _f("segment_index", pa.int32(), "Position within its channel, from 0 (one segment per block with speech)."),
+        _f("start_s", pa.float64(), "Start on the source timeline, seconds."),
+        _f("end_s", pa.float64(), "End on the source timeline, seconds."),
+        _f("text", pa.string(), "Transcript (or translation) of the segment; may be empty."),
+        _f("language", pa.string(), "prompt.language if set, else detected per recording from its transcript.", nullable=True),
+        _f("keywords", pa.list_(pa.string()), "Keywords the prompt carried (job + sidecar)."),
+        _f("model", pa.string(), "model.id as configured."),
+        _f("model_revision", pa.string(), "Hub commit, mirror manifest sha256, or local:<hash of the model files>."),
+        _f("run_id", pa.string(), "The run that wrote the row (see runs/<run_id>.json)."),
+        _f("engine", pa.string(), "Engine pool that transcribed it (e.g. `gpu`, `cpu`)."),
+        _f("finish_reason", pa.string(), "stop; length (hit the output cap); guard (a repetition loop was cut)."),
+        _f("output_tokens", pa.int32(), "Tokens the model produced."),
+    ]
+)
+
+RECORDINGS = pa.schema(
+    [
+        _f("recording_id", pa.string(), "sha256(source_uri + etag)[:24]; stable across runs, new when the object changes."),
+        _f("source_uri", pa.string(), "Object URI (s3://bucket/key) or absolute local path."),
+        _f("source_etag", pa.string(), "ETag as listed (local files: size-mtime)."),
+        _f("size_bytes", pa.int64(), "Object size as listed."),
+        _f("duration_s", pa.float64(), "True duration (decoded samples / sample rate).", nullable=True),
+        _f("sample_rate", pa.int32(), "Source sample rate in Hz.", nullable=True),
+        _f("channels", pa.int32(), "Source channel count.", nullable=True),
+        _f("speech_s", pa.float64(), "Seconds sent to the model, summed over channels.", nullable=True),
+        _f("segments", pa.int32(), "Segment rows written for it by this run.", nullable=True),
+        _f("status", pa.string(), "`ok`, `failed` (see error) or `skipped` (done by an earlier run)."),
+        _f("error", pa.string(), "One-line reason when failed.", nullable=True),
+        _f("format", pa.string(), "Container detected from content.", nullable=True),
+        _f("codec", pa.string(), "Audio codec detected from content.", nullable=True),
+        _f("language", pa.string(), "As in segments.", nullable=True),
+        _f("previous_run_id", pa.string(), "When skipped: the run that processed it.", nullable=True),
+        _f("run_id", pa.string(), "This run."),
+        _f("processed_at", pa.timestamp("us", tz="UTC"), "When this run settled the recording."),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "plan/recordings.parquet": PLAN_RECORDINGS,
+    "plan/blocks.parquet": PLAN_BLOCKS,
+    "run/segments": SEGMENTS,
+    "run/recordings": RECORDINGS,
+}
 
 
 def markdown_table(schema: pa.Schema) -> str:

@@ -44,6 +44,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline random-weight Granite Speech (real architecture, ~3 MB)."""
+    from pipeline.testmodel import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny"))
+
+
 def _service_env(svc: S3Service) -> Iterator[S3Service]:
     # Credentials come the usual way (environment); the endpoint does not, so every test must
     # pass --endpoint-url / input.endpoint_url as a user of an S3-compatible store would.

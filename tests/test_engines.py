@@ -33,10 +33,8 @@ def cfg():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pipeline.testmodel import build_test_model
-
-    return build_test_model(tmp_path_factory.mktemp("tiny"))
+def tiny(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

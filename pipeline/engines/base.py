@@ -70,6 +70,10 @@ def make_result(
     )
 
 
+class EngineStartError(RuntimeError):
+    """No engine worker could start, or one of them failed to (bad model, out of memory)."""
+
+
 class Engine(Protocol):
     name: str
     tokenizer: Any  # the model's transformers tokenizer (chat template for prompts)

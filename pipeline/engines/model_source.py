@@ -38,14 +38,24 @@ class ModelSourceError(Exception):
 
 def resolve_model(cfg: ModelConfig, fallback_endpoint: str | None = None) -> Path:
     """A local folder that transformers and vLLM can load, fetching and verifying as needed."""
+    return resolve_model_revision(cfg, fallback_endpoint)[0]
+
+
+def resolve_model_revision(cfg: ModelConfig, fallback_endpoint: str | None = None) -> tuple[Path, str]:
+    """The loadable folder and what exactly it holds, for the output's `model_revision`: the hub
+    commit, `manifest:<sha256 of the mirror's manifest>`, or `local:<hash of file names and sizes>`."""
     cache = Path(cfg.cache_dir).expanduser()
     if cfg.id.startswith("s3://"):
         folder = fetch_mirror(cfg.id, cache, cfg.endpoint_url or fallback_endpoint)
+        revision = f"manifest:{folder.name}"
     elif Path(cfg.id).expanduser().is_dir():
         folder = Path(cfg.id).expanduser().resolve()
+        listing = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+        revision = "local:" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
     else:
         folder = _from_hub(cfg)
-    return loadable_dir(folder, cache)
+        revision = folder.name if folder.parent.name == "snapshots" else (cfg.revision or "unknown")
+    return loadable_dir(folder, cache), revision
 
 
 def _from_hub(cfg: ModelConfig) -> Path:

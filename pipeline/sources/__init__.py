@@ -36,4 +36,15 @@ def open_source(inp: InputConfig, filters: FiltersConfig) -> Source:
     return LocalSource(inp, filters)
 
 
-__all__ = ["ListingStats", "Source", "SourceError", "open_source"]
+_CACHED: dict[str, Source] = {}
+
+
+def cached_source(inp: InputConfig, filters: FiltersConfig) -> Source:
+    """One source (one S3 client and its connection pool) per worker process, reused across recordings."""
+    key = inp.model_dump_json() + filters.model_dump_json()
+    if key not in _CACHED:
+        _CACHED[key] = open_source(inp, filters)
+    return _CACHED[key]
+
+
+__all__ = ["ListingStats", "Source", "SourceError", "cached_source", "open_source"]

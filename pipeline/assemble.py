@@ -1,0 +1,119 @@
+"""Engine results back into recordings: collect each recording's blocks, then settle it into one
+`recordings` row and its `segments` rows (schema.py).
+
+Blocks arrive in any order, from any engine, possibly twice (a retried task): they are keyed by
+(channel, index). A recording is settled once its cut outcome and every block it emitted are in.
+Its segments are all-or-nothing: a recording with a failed block is `failed` with no segments,
+so the output never holds half a transcript.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .language import detect_language
+from .prepare import Outcome
+from .records import Recording
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """One block after the engine: where it is, what was said, and who said it."""
+
+    recording_id: str
+    channel: int
+    channel_label: str
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    keywords: tuple[str, ...]
+    engine: str  # pool name
+    model_revision: str
+    finish_reason: str
+    output_tokens: int
+    error: str | None = None  # the engine call failed (after retries)
+
+
+@dataclass(frozen=True)
+class Settled:
+    recording: dict[str, Any]  # a RECORDINGS row
+    segments: list[dict[str, Any]]  # SEGMENTS rows, sorted by (channel, segment_index)
+
+
+@dataclass
+class _Pending:
+    outcome: Outcome | None = None
+    emitted: int = -1  # blocks the cut emitted (known with the outcome)
+    blocks: dict[tuple[int, int], BlockResult] = field(default_factory=dict)
+
+
+def recording_row(rec: Recording, run_id: str, status: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "recording_id": rec.recording_id, "source_uri": rec.source_uri, "source_etag": rec.etag,
+        "size_bytes": rec.size_bytes, "status": status, "run_id": run_id, "processed_at": datetime.now(timezone.utc),
+    }
+    row.update(values)
+    return row
+
+
+class Assembler:
+    def __init__(self, run_id: str, model: str, language_hint: str | None) -> None:
+        self.run_id, self.model, self.language_hint = run_id, model, language_hint
+        self._pending: dict[str, _Pending] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def drop_all(self) -> None:
+        """End of a window: anything still pending is accounted for by the caller."""
+        self._pending.clear()
+
+    def outcome(self, outcome: Outcome, emitted: int) -> Settled | None:
+        p = self._pending.setdefault(outcome.recording.recording_id, _Pending())
+        p.outcome, p.emitted = outcome, emitted
+        return self._settle_if_done(outcome.recording.recording_id, p)
+
+    def block(self, r: BlockResult) -> Settled | None:
+        p = self._pending.setdefault(r.recording_id, _Pending())
+        p.blocks[(r.channel, r.index)] = r
+        return self._settle_if_done(r.recording_id, p)
+
+    def _settle_if_done(self, rid: str, p: _Pending) -> Settled | None:
+        if p.outcome is None or len(p.blocks) < p.emitted:
+            return None
+        del self._pending[rid]
+        return self._settle(p.outcome, sorted(p.blocks.values(), key=lambda b: (b.channel, b.index)))
+
+    def _settle(self, o: Outcome, blocks: list[BlockResult]) -> Settled:
+        info = o.info
+        audio = {}
+        if info is not None:
+            audio = dict(duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
+                         format=info.format, codec=info.codec)
+        if o.status != "ok":
+            return Settled(recording_row(o.recording, self.run_id, "failed", error=o.error, segments=0, **audio), [])
+        failed = [b for b in blocks if b.error is not None]
+        if failed:
+            reasons = Counter(b.error for b in failed).most_common(1)[0][0]
+            error = f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}"
+            return Settled(recording_row(o.recording, self.run_id, "failed", error=error, segments=0, **audio), [])
+        language = self.language_hint or detect_language(" ".join(b.text for b in blocks))
+        segments = [self._segment(o.recording, b, language) for b in blocks]
+        row = recording_row(
+            o.recording, self.run_id, "ok", speech_s=o.speech_s, segments=len(segments), language=language, **audio
+        )
+        return Settled(row, segments)
+
+    def _segment(self, rec: Recording, b: BlockResult, language: str | None) -> dict[str, Any]:
+        return {
+            "recording_id": b.recording_id, "source_uri": rec.source_uri, "channel": b.channel,
+            "channel_label": b.channel_label, "segment_index": b.index, "start_s": b.start_s, "end_s": b.end_s,
+            "text": b.text, "language": language, "keywords": list(b.keywords), "model": self.model,
+            "model_revision": b.model_revision, "run_id": self.run_id, "engine": b.engine,
+            "finish_reason": b.finish_reason, "output_tokens": b.output_tokens,
+        }

@@ -1,0 +1,169 @@
+"""`granite-batch run`, the driver's side: decide what to do, settle what comes back, commit it.
+
+No Ray here: `Backend` (ray_run.py) turns a window of recordings into a stream of cut outcomes
+and block results; this module lists, skips what earlier runs did, assembles, commits every
+`output.commit_every_s`, shows progress and writes the run manifest. Every listed recording gets
+exactly one `recordings` row per run: ok, failed (with the reason) or skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol, TextIO
+
+from .assemble import Assembler, BlockResult, Settled, recording_row
+from .config import JobConfig
+from .prepare import Outcome
+from .progress import Progress
+from .records import Recording
+from .runinfo import manifest, new_run_id
+from .sink import OutputStore
+from .sources import open_source
+
+Item = tuple[Outcome, int] | BlockResult  # (cut outcome, blocks emitted) or one transcribed block
+
+
+class Backend(Protocol):
+    pools: dict[str, int]  # pool name -> engine workers started
+    model_revisions: list[str]
+
+    def transcribe(self, recordings: list[Recording]) -> Iterator[Item]: ...
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    manifest_uri: str
+    progress: Progress
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if not self.progress.failed else 1
+
+
+class _Committer:
+    """Buffers settled rows; commits them as one batch when old or big enough."""
+
+    def __init__(self, store: OutputStore, run_id: str, date: str, every_s: float, max_rows: int) -> None:
+        self.store, self.run_id, self.date, self.every_s, self.max_rows = store, run_id, date, every_s, max_rows
+        self.seq = 0
+        self.recordings: list[dict[str, Any]] = []
+        self.segments: list[dict[str, Any]] = []
+        self.since = time.monotonic()
+
+    def add(self, settled: Settled) -> None:
+        self.recordings.append(settled.recording)
+        self.segments.extend(settled.segments)
+        if len(self.segments) >= self.max_rows:
+            self.flush()
+
+    def tick(self) -> None:
+        if self.recordings and time.monotonic() - self.since >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.recordings:
+            self.store.commit(self.run_id, self.seq, self.date, self.segments, self.recordings)
+            self.seq += 1
+        self.recordings, self.segments, self.since = [], [], time.monotonic()
+
+
+def windows(items: Iterable[Recording], size: int) -> Iterator[list[Recording]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: TextIO = sys.stderr) -> RunReport:
+    if not cfg.output.uri:
+        raise ValueError("output.uri is required (--output)")
+    started_at = datetime.now(timezone.utc)
+    run_id = new_run_id(started_at)
+    store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region)
+    recovered = store.prepare(run_id)
+    history = store.history()
+    source = open_source(cfg.input, cfg.filters)
+    backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
+
+    progress = Progress()
+    committer = _Committer(store, run_id, started_at.strftime("%Y-%m-%d"), cfg.output.commit_every_s, cfg.output.commit_rows)
+    assembler = Assembler(run_id, cfg.model.id, cfg.prompt.language)
+    printer = _Printer(progress, err, cfg.run.progress_every_s)
+    size_of: dict[str, int] = {}
+
+    def settle(s: Settled) -> None:
+        committer.add(s)
+        progress.add(s.recording, size_of.pop(s.recording["recording_id"], 0))
+
+    listing = _counted(source.recordings(), progress)
+    for window in windows(listing, cfg.run.window_recordings):
+        todo = []
+        for rec in window:
+            prev = history.get(rec.recording_id)
+            if prev and (prev.status == "ok" or not cfg.run.retry_failed):
+                progress.add(recording_row(rec, run_id, "skipped", previous_run_id=prev.run_id), rec.size_bytes)
+                committer.add(Settled(recording_row(rec, run_id, "skipped", previous_run_id=prev.run_id), []))
+                continue
+            todo.append(rec)
+            size_of[rec.recording_id] = rec.size_bytes
+        progress.listing_done = listing.done
+        if todo and backend is None:
+            backend = start_backend(cfg)
+        for item in backend.transcribe(todo) if todo and backend else ():
+            settled = assembler.outcome(*item) if isinstance(item, tuple) else assembler.block(item)
+            if settled is not None:
+                settle(settled)
+            committer.tick()
+            printer.tick()
+        # Whatever the backend lost (a decode worker that died on every retry) is failed, not missing.
+        for rec in todo:
+            if rec.recording_id in size_of:
+                settle(Settled(recording_row(rec, run_id, "failed", segments=0,
+                                             error="lost in the pipeline: no result after retries (see the Ray logs)"), []))
+        assembler.drop_all()
+        committer.tick()
+    progress.listing_done = True
+    committer.flush()
+    printer.final()
+    figures = progress.as_dict()
+    revisions, pools = (backend.model_revisions, backend.pools) if backend else ([], {})
+    uri = store.write_manifest(run_id, manifest(cfg, run_id, started_at, revisions, pools, figures, recovered))
+    print(progress.summary(run_id, cfg.output.uri), file=err)
+    return RunReport(run_id, uri, progress)
+
+
+class _counted:
+    """The listing, counted as it is consumed (the total is known only at its end)."""
+
+    def __init__(self, recs: Iterable[Recording], progress: Progress) -> None:
+        self._it, self._progress, self.done = iter(recs), progress, False
+
+    def __iter__(self) -> Iterator[Recording]:
+        for rec in self._it:
+            self._progress.listed_one(rec.size_bytes)
+            yield rec
+        self.done = True
+
+
+class _Printer:
+    """A live line on a terminal; a plain line every `every_s` otherwise (job logs)."""
+
+    def __init__(self, progress: Progress, out: TextIO, every_s: float) -> None:
+        self.progress, self.out = progress, out
+        self.tty = out.isatty()
+        self.every_s = 1.0 if self.tty else every_s
+        self.last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            end = "\r" if self.tty else "\n"
+            print(self.progress.line(), end=end, file=self.out, flush=True)
+
+    def final(self) -> None:
+        print(self.progress.line(), file=self.out, flush=True)

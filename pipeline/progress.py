@@ -1,0 +1,110 @@
+"""Live progress of a run and its closing summary: recordings and audio hours done, RTFx, ETA,
+failures so far. Pure counters and text; the driver decides when to print."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.3f} h"
+
+
+def clock(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def reason_of(error: str | None) -> str:
+    """Failures grouped by the head of their message ("truncated", "too large", ...)."""
+    return (error or "unknown").split(":")[0].split(" (")[0][:80]
+
+
+@dataclass
+class Progress:
+    started: float = field(default_factory=time.monotonic)
+    listed: int = 0
+    listed_bytes: int = 0
+    listing_done: bool = False
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    settled_bytes: int = 0  # of ok + failed: what the ETA extrapolates from
+    audio_s: float = 0.0  # decoded duration of ok recordings
+    speech_s: float = 0.0
+    segments: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    examples: list[tuple[str, str]] = field(default_factory=list)  # (uri, error), the first few
+
+    def listed_one(self, size: int) -> None:
+        self.listed += 1
+        self.listed_bytes += size
+
+    def add(self, row: dict[str, Any], size: int) -> None:
+        status = row["status"]
+        if status == "skipped":
+            self.skipped += 1
+            self.listed_bytes -= size  # no work: out of the ETA
+            return
+        self.settled_bytes += size
+        if status == "ok":
+            self.ok += 1
+            self.audio_s += row.get("duration_s") or 0.0
+            self.speech_s += row.get("speech_s") or 0.0
+            self.segments += row.get("segments") or 0
+        else:
+            self.failed += 1
+            self.failures[reason_of(row.get("error"))] += 1
+            if len(self.examples) < 20:
+                self.examples.append((row["source_uri"], row.get("error") or ""))
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rtfx(self) -> float:
+        return self.audio_s / self.elapsed if self.elapsed > 0 else 0.0
+
+    def eta(self) -> str:
+        if not self.listing_done:
+            return "listing..."
+        left = self.listed_bytes - self.settled_bytes
+        if left <= 0:
+            return "0:00:00"
+        if not self.settled_bytes:
+            return "?"
+        return clock(self.elapsed * left / self.settled_bytes)
+
+    def line(self) -> str:
+        done = self.ok + self.failed + self.skipped
+        listed = f"{self.listed}" + ("" if self.listing_done else "+")
+        return (
+            f"[{clock(self.elapsed)}] recordings {done}/{listed} ({self.ok} ok, {self.failed} failed, "
+            f"{self.skipped} skipped) | audio {hours(self.audio_s)} | RTFx {self.rtfx:.1f} | ETA {self.eta()}"
+        )
+
+    def summary(self, run_id: str, output: str) -> str:
+        lines = [
+            f"run {run_id}: {output}",
+            f"  recordings  {self.listed} listed: {self.ok} ok, {self.failed} failed, {self.skipped} skipped (done before)",
+            f"  audio       {hours(self.audio_s)} transcribed; {hours(self.speech_s)} of speech in {self.segments} segments",
+            f"  time        {clock(self.elapsed)} wall, RTFx {self.rtfx:.1f} (audio seconds per wall second)",
+        ]
+        if self.failures:
+            lines.append("  failures    " + ", ".join(f"{k} {v}" for k, v in self.failures.most_common()))
+            lines += [f"    {uri}: {err}" for uri, err in self.examples[:10]]
+            if self.failed > 10:
+                lines.append(f"    ... see {output}/recordings (status = 'failed')")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recordings": {"listed": self.listed, "ok": self.ok, "failed": self.failed, "skipped": self.skipped},
+            "audio_hours": round(self.audio_s / 3600, 6), "speech_hours": round(self.speech_s / 3600, 6),
+            "segments": self.segments, "wall_s": round(self.elapsed, 3), "rtfx": round(self.rtfx, 3),
+            "failures_by_reason": dict(self.failures),
+        }

@@ -1,0 +1,298 @@
+"""All of the Ray glue of `granite-batch run` (docs/run.md). The stages themselves are Ray-free.
+
+Per window of recordings, one Ray Data pipeline:
+
+    from_items(recordings) -> map_batches(cut)      CPU tasks: fetch, decode, VAD, blocks
+                           -> map_batches(Dispatch)  0-CPU actors: hand batches to engines
+                           -> iter_rows() in the driver (job.py: assemble, commit)
+
+Engines are long-lived actors outside Ray Data, one group per `engine.pools` entry (GPU workers
+with CUDA vLLM, CPU workers with vLLM's CPU build). Ray Data's actor pools are homogeneous, and
+`streaming_split(equal=False)` divided work evenly in our tests (a slow consumer throttled the
+fast one), so a broker actor hands out engine *slots* instead: each engine has `pool.slots`
+slots, a dispatcher takes a free one (earlier pools first) for every batch and gives it back
+when the engine answers. A faster engine frees its slots sooner and so gets more batches: the
+split follows measured speed, not a ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pickle
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .assemble import BlockResult
+from .config import JobConfig, PoolConfig
+from .engines.base import EngineStartError
+from .job import Item
+from .prepare import Outcome, cut_recording
+from .records import Block, Recording
+from .sources import SourceError, cached_source
+from .transcribe import job_keywords, prompt_for
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_CUT_BATCH = 32  # blocks per table a cut task yields (~8 MB of audio): streams long files
+
+CUT = pa.schema([
+    ("kind", pa.string()), ("recording_id", pa.string()), ("channel", pa.int32()), ("channel_label", pa.string()),
+    ("index", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+    ("audio", pa.binary()),  # float32 16 kHz samples (blocks)
+    ("prompt", pa.string()),  # JSON PromptSpec fields (blocks)
+    ("outcome", pa.binary()),  # pickled prepare.Outcome (outcome rows; index = blocks emitted)
+])
+RESULT = pa.schema([
+    ("kind", pa.string()), ("recording_id", pa.string()), ("channel", pa.int32()), ("channel_label", pa.string()),
+    ("index", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("outcome", pa.binary()),
+    ("text", pa.string()), ("keywords", pa.list_(pa.string())), ("engine", pa.string()), ("model_revision", pa.string()),
+    ("finish_reason", pa.string()), ("output_tokens", pa.int32()), ("error", pa.string()),
+])
+
+
+# -- stage 1: cut (CPU tasks) ------------------------------------------------------------------
+def _recording_items(recs: list[Recording]) -> list[dict[str, Any]]:
+    return [{"source_uri": r.source_uri, "size_bytes": r.size_bytes, "etag": r.etag, "version_id": r.version_id or ""}
+            for r in recs]
+
+
+def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterator[pa.Table]:
+    source = cached_source(cfg.input, cfg.filters)
+    for item in batch.to_pylist():
+        rec = Recording(item["source_uri"], item["size_bytes"], item["etag"], version_id=item["version_id"] or None)
+        rows: list[dict[str, Any]] = []
+        emitted = 0
+        try:
+            spec = prompt_for(rec, source, cfg, job_words)
+            prompt = json.dumps({"task": spec.task, "language": spec.language, "keywords": list(spec.keywords)})
+            gen = cut_recording(rec, source, cfg)
+            while True:
+                try:
+                    b = next(gen)
+                except StopIteration as stop:
+                    outcome: Outcome = stop.value
+                    break
+                emitted += 1
+                rows.append({"kind": "block", "recording_id": b.recording_id, "channel": b.channel,
+                             "channel_label": b.channel_label, "index": b.index, "start_s": b.start_s, "end_s": b.end_s,
+                             "audio": np.ascontiguousarray(b.samples, np.float32).tobytes(), "prompt": prompt})
+                if len(rows) >= ROWS_PER_CUT_BATCH:
+                    yield pa.Table.from_pylist(rows, CUT)
+                    rows = []
+        except SourceError as err:  # the keywords sidecar could not be read
+            outcome = Outcome(rec, "failed", str(err))
+        rows.append({"kind": "outcome", "recording_id": rec.recording_id, "channel": -1, "index": emitted,
+                     "outcome": pickle.dumps(outcome)})
+        yield pa.Table.from_pylist(rows, CUT)
+
+
+# -- stage 2: engines, broker, dispatch ----------------------------------------------------------
+class EngineWorker:
+    """One engine (one model copy) as a Ray actor."""
+
+    def __init__(self, cfg: JobConfig, pool: PoolConfig) -> None:
+        from .engines import make_engine
+        from .engines.model_source import resolve_model_revision
+
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # start failures still raise, and reach the driver
+        if pool.device == "cpu":
+            # vLLM's CPU build binds its threads to every core of the node by default; Ray gave
+            # this worker `pool.cpus` of them.
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            import torch
+
+            torch.set_num_threads(max(1, int(pool.cpus)))
+        self.cfg, self.pool = cfg, pool.name
+        folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
+        self.engine = make_engine(cfg.engine.kind, folder, cfg)
+
+    def ready(self) -> str:
+        return self.revision
+
+    def transcribe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .engines import PromptSpec, requests_for
+
+        blocks, specs = [], {}
+        for r in rows:
+            blocks.append(Block(r["recording_id"], r["channel"], r["channel_label"], r["index"], r["start_s"], r["end_s"],
+                                np.frombuffer(r["audio"], np.float32)))
+            p = json.loads(r["prompt"])
+            specs[r["recording_id"]] = PromptSpec(p["task"], p["language"], tuple(p["keywords"]))
+        requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg, self.cfg.engine.force_tokens_per_s)
+        out = []
+        for r, res in zip(rows, self.engine.transcribe(requests)):
+            out.append(_result_row(r, text=res.text, keywords=list(res.keywords), engine=self.pool,
+                                   model_revision=self.revision, finish_reason=res.finish_reason,
+                                   output_tokens=res.output_tokens))
+        return out
+
+
+def _result_row(r: dict[str, Any], **values: Any) -> dict[str, Any]:
+    row = {k: r.get(k) for k in ("kind", "recording_id", "channel", "channel_label", "index", "start_s", "end_s", "outcome")}
+    row.update(values)
+    return row
+
+
+class Broker:
+    """Free engine slots, earliest pool first. An async actor: `acquire` waits without a thread."""
+
+    def __init__(self, slots: list[tuple[int, str]]) -> None:
+        self._slots = slots  # (pool priority, engine key), one entry per slot
+        self._free: asyncio.PriorityQueue[tuple[int, int, str]] | None = None
+        self._seq = 0
+
+    def _queue(self) -> asyncio.PriorityQueue[tuple[int, int, str]]:
+        if self._free is None:  # created inside the actor's event loop
+            self._free = asyncio.PriorityQueue()
+            for prio, key in self._slots:
+                self.release_nowait((prio, 0, key))
+        return self._free
+
+    def release_nowait(self, slot: tuple[int, int, str]) -> None:
+        self._seq += 1
+        assert self._free is not None
+        self._free.put_nowait((slot[0], self._seq, slot[2]))
+
+    async def acquire(self) -> tuple[int, int, str]:
+        return await self._queue().get()
+
+    async def release(self, slot: tuple[int, int, str]) -> None:
+        self._queue()
+        self.release_nowait(slot)
+
+
+class Dispatch:
+    """Ray Data actor (0 CPUs): sends each batch's blocks to engines through the broker."""
+
+    def __init__(self, broker: Any, engines: dict[str, tuple[Any, int]]) -> None:
+        self.broker, self.engines = broker, engines
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import ray
+
+        rows = batch.to_pylist()
+        out = [_result_row(r, text="", keywords=[], engine="", model_revision="", finish_reason="", output_tokens=0,
+                           error="") for r in rows if r["kind"] != "block"]
+        blocks = [r for r in rows if r["kind"] == "block"]
+        pending: dict[Any, tuple[tuple[int, int, str], list[dict[str, Any]]]] = {}
+        i = 0
+        while i < len(blocks) or pending:
+            if i < len(blocks):
+                slot = ray.get(self.broker.acquire.remote())
+                handle, size = self.engines[slot[2]]
+                chunk, i = blocks[i : i + size], i + size
+                pending[handle.transcribe.remote(chunk)] = (slot, chunk)
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                slot, chunk = pending.pop(ref)
+                try:
+                    out.extend(ray.get(ref))
+                except Exception as err:  # the engine died and its retries ran out: failed, not lost
+                    msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+                    out.extend(_result_row(r, text="", keywords=[], engine=slot[2], model_revision="", finish_reason="",
+                                           output_tokens=0, error=msg) for r in chunk)
+                finally:
+                    self.broker.release.remote(slot)
+        return pa.Table.from_pylist([{**r, "error": r.get("error", "")} for r in out], RESULT)
+
+
+# -- the backend the driver uses -------------------------------------------------------------------
+def init_ray(cfg: JobConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.run.address:
+        ray.init(address=cfg.run.address, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=cfg.run.num_cpus or os.cpu_count(), object_store_memory=int(cfg.run.object_store_gib * (1 << 30)),
+            include_dashboard=False, logging_level=logging.WARNING,
+        )
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # job.py prints our own progress
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = -1  # a lost block is accounted by job.py as a failed recording, not a crash
+    ctx.target_max_block_size = 32 << 20
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+class RayBackend:
+    def __init__(self, cfg: JobConfig) -> None:
+        import ray
+
+        init_ray(cfg)
+        self.cfg, self.job_words = cfg, job_keywords(cfg)
+        self.pools: dict[str, int] = {}
+        handles: dict[str, tuple[Any, int]] = {}
+        slots: list[tuple[int, str]] = []
+        gpus = ray.cluster_resources().get("GPU", 0)
+        for prio, pool in enumerate(cfg.engine.pools):
+            n = pool.replicas
+            if n == "auto":
+                n = int(gpus // pool.gpus) if pool.device == "gpu" and pool.gpus else (1 if pool.device == "cpu" else 0)
+            self.pools[pool.name] = n
+            actor = ray.remote(EngineWorker).options(
+                num_cpus=pool.cpus, num_gpus=pool.gpus if pool.device == "gpu" else 0, resources=pool.resources or None,
+                max_restarts=2, max_task_retries=2,
+            )
+            for k in range(n):
+                key = f"{pool.name}-{k}"
+                handles[key] = (actor.remote(cfg, pool), pool.batch_blocks or cfg.engine.batch_blocks)
+                slots += [(prio, key)] * pool.slots
+        if not handles:
+            raise EngineStartError(f"no engine workers: pools {self.pools} (no GPUs found; enable a cpu pool)")
+        self.model_revisions = sorted(set(self._wait_ready(handles)))
+        self.handles = handles
+        self.broker = ray.remote(Broker).options(num_cpus=0).remote(slots)
+        self.concurrency = len(slots)
+
+    @staticmethod
+    def _wait_ready(handles: dict[str, tuple[Any, int]]) -> list[str]:
+        import ray
+
+        revisions = []
+        for key, (h, _) in handles.items():
+            try:
+                revisions.append(ray.get(h.ready.remote()))
+            except Exception as err:
+                raise EngineStartError(f"engine worker {key} failed to start: {err}") from None
+        return revisions
+
+    def transcribe(self, recordings: list[Recording]) -> Iterator[Item]:
+        import ray
+
+        cfg, words = self.cfg, self.job_words
+        ds = ray.data.from_items(_recording_items(recordings), override_num_blocks=len(recordings))
+        with warnings.catch_warnings():
+            # Ray Data retries failed map tasks forever by default; a file that kills its worker
+            # every time (the OOM killer) must end as a failed row instead. `max_retries` has no
+            # named parameter yet (ray_remote_args is deprecated for 2.64).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(
+                cut_batches, batch_size=1, batch_format="pyarrow", fn_kwargs={"cfg": cfg, "job_words": words},
+                num_cpus=cfg.run.decode_cpus, max_retries=2,
+            )
+        ds = ds.map_batches(
+            Dispatch, batch_size=cfg.engine.batch_blocks, batch_format="pyarrow", num_cpus=0,
+            fn_constructor_kwargs={"broker": self.broker, "engines": self.handles},
+            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
+        )
+        for row in ds.iter_rows():
+            if row["kind"] == "outcome":
+                yield pickle.loads(row["outcome"]), int(row["index"])
+                continue
+            yield BlockResult(
+                recording_id=row["recording_id"], channel=int(row["channel"]), channel_label=row["channel_label"],
+                index=int(row["index"]), start_s=float(row["start_s"]), end_s=float(row["end_s"]), text=row["text"],
+                keywords=tuple(row["keywords"] or ()), engine=row["engine"], model_revision=row["model_revision"],
+                finish_reason=row["finish_reason"], output_tokens=int(row["output_tokens"]), error=row["error"] or None,
+            )

@@ -1,0 +1,170 @@
+"""The output store: Parquet datasets at a local folder or `s3://` prefix, committed atomically.
+
+Layout (docs/output.md):
+    OUTPUT/segments/date=YYYY-MM-DD/<run_id>-<seq>.parquet
+    OUTPUT/recordings/date=YYYY-MM-DD/<run_id>-<seq>.parquet
+    OUTPUT/runs/<run_id>.json
+    OUTPUT/_staging/, OUTPUT/_commits/   (in-flight commits; `_` hides them from lake readers)
+
+Commit protocol, per batch of settled recordings (docs/run.md#commits):
+1. write both files under `_staging/` (an S3 upload appears whole or not at all);
+2. write `_commits/<run_id>-<seq>.json` naming each staging file and its final path. This is the
+   commit point: a marker that exists and parses means the batch is done;
+3. move the files to their final paths (rename locally; copy then delete on S3), then delete the marker.
+A run first finishes every marker it finds (step 3 is idempotent) and deletes staging files that
+no marker names (a run killed before step 2). So readers of `segments/` only ever see whole
+files of committed batches, and a recording is either in exactly one committed batch or redone.
+One run per output prefix at a time: a second concurrent run would delete the first's staging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .schema import RECORDINGS, SEGMENTS
+
+log = logging.getLogger(__name__)
+
+
+class OutputError(Exception):
+    """The output store cannot be read or written; the run stops and commits nothing more."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an earlier run settled for a recording."""
+
+    status: str
+    run_id: str
+
+
+def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> tuple[pafs.FileSystem, str]:
+    if uri.startswith("s3://"):
+        # Ceph RGW and others reject the SDK's default CRC checksums on PUT.
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+        kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=8))
+        if endpoint_url:
+            scheme, _, host = endpoint_url.partition("://")
+            kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https",
+                          force_virtual_addressing=False, region=region or "us-east-1")
+        elif region:
+            kwargs["region"] = region
+        return pafs.S3FileSystem(**kwargs), uri.removeprefix("s3://").rstrip("/")
+    path = os.path.abspath(os.path.expanduser(uri))
+    return pafs.LocalFileSystem(), path
+
+
+class OutputStore:
+    def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None) -> None:
+        self.uri = uri.rstrip("/")
+        self.fs, self.root = open_filesystem(uri, endpoint_url, region)
+
+    def _p(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    # -- start of a run ---------------------------------------------------------------------
+    def prepare(self, run_id: str) -> tuple[int, int]:
+        """Check the store is writable, finish interrupted commits, drop uncommitted files.
+        Returns (commits finished, orphan files removed)."""
+        try:
+            self.fs.create_dir(self._p("_staging"))
+            probe = self._p("_staging", f".probe-{run_id}")
+            with self.fs.open_output_stream(probe) as f:
+                f.write(b"ok")
+            self.fs.delete_file(probe)
+            finished = 0
+            for marker in self._list("_commits", ".json"):
+                self._finish(marker)
+                finished += 1
+            orphans = self._list("_staging", "")
+            for path in orphans:
+                self.fs.delete_file(path)
+            return finished, len(orphans)
+        except OSError as err:
+            raise OutputError(f"output {self.uri} is not usable: {err}") from None
+
+    def history(self) -> dict[str, Done]:
+        """recording_id -> its latest ok/failed settlement by earlier runs."""
+        try:
+            if self.fs.get_file_info(self._p("recordings")).type == pafs.FileType.NotFound:
+                return {}
+            dataset = ds.dataset(self._p("recordings"), filesystem=self.fs, format="parquet", partitioning="hive",
+                                 exclude_invalid_files=False)
+            table = dataset.to_table(columns=["recording_id", "status", "run_id", "processed_at"],
+                                     filter=ds.field("status") != "skipped")
+        except (OSError, pa.ArrowInvalid) as err:
+            raise OutputError(f"cannot read earlier runs from {self.uri}/recordings: {err}") from None
+        done: dict[str, Done] = {}
+        order = sorted(range(table.num_rows), key=lambda i: table["processed_at"][i].as_py())
+        ids, status, runs = (table[c].to_pylist() for c in ("recording_id", "status", "run_id"))
+        for i in order:  # a later settlement (a retried failure) wins
+            done[ids[i]] = Done(status[i], runs[i])
+        return done
+
+    # -- during a run -------------------------------------------------------------------------
+    def commit(self, run_id: str, seq: int, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]) -> None:
+        name = f"{run_id}-{seq:05d}"
+        try:
+            moves = self._stage(name, date, segments, recordings)
+            if moves:
+                self._finish(self._mark(name, run_id, moves))
+        except OSError as err:
+            raise OutputError(f"cannot commit to {self.uri}: {err}") from None
+
+    def _stage(self, name: str, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]) -> list[dict[str, str]]:
+        moves = []
+        for dataset, schema, rows in (("segments", SEGMENTS, segments), ("recordings", RECORDINGS, recordings)):
+            if rows:
+                staging = self._p("_staging", f"{name}.{dataset}.parquet")
+                pq.write_table(pa.Table.from_pylist(rows, schema), staging, filesystem=self.fs, compression="zstd")
+                moves.append({"staging": staging, "final": self._p(dataset, f"date={date}", f"{name}.parquet")})
+        return moves
+
+    def _mark(self, name: str, run_id: str, moves: list[dict[str, str]]) -> str:
+        marker = self._p("_commits", f"{name}.json")
+        self.fs.create_dir(self._p("_commits"))
+        with self.fs.open_output_stream(marker) as f:
+            f.write(json.dumps({"run_id": run_id, "moves": moves}).encode())
+        return marker
+
+    def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> str:
+        path = self._p("runs", f"{run_id}.json")
+        try:
+            self.fs.create_dir(self._p("runs"))
+            with self.fs.open_output_stream(path) as f:
+                f.write(json.dumps(manifest, indent=2, default=str).encode())
+        except OSError as err:
+            raise OutputError(f"cannot write the run manifest to {self.uri}: {err}") from None
+        return f"{self.uri}/runs/{run_id}.json"
+
+    # -- internals ----------------------------------------------------------------------------
+    def _list(self, folder: str, suffix: str) -> list[str]:
+        sel = pafs.FileSelector(self._p(folder), allow_not_found=True)
+        return sorted(i.path for i in self.fs.get_file_info(sel) if i.is_file and i.path.endswith(suffix))
+
+    def _finish(self, marker: str) -> None:
+        try:
+            with self.fs.open_input_stream(marker) as f:
+                moves = json.loads(f.read())["moves"]
+        except (ValueError, KeyError):
+            # Cut off while being written: nothing was committed; its staging files are orphans.
+            self.fs.delete_file(marker)
+            return
+        for m in moves:
+            if self.fs.get_file_info(m["final"]).type == pafs.FileType.File:
+                if self.fs.get_file_info(m["staging"]).type == pafs.FileType.File:
+                    self.fs.delete_file(m["staging"])
+                continue
+            self.fs.create_dir(m["final"].rsplit("/", 1)[0])
+            self.fs.move(m["staging"], m["final"])
+        self.fs.delete_file(marker)
+

@@ -1,0 +1,213 @@
+"""`granite-batch run` end to end through the real CLI: moto S3 in, Ray Data, vLLM's CPU build with
+the tiny model in two engine pools, Parquet out; then a re-run, and a run killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.plan import run_plan
+from pipeline.schema import RECORDINGS, SEGMENTS
+from tests.conftest import upload_tree
+
+BUCKET, PREFIX = "callcenter", "calls/2026-11-25"
+KEY = ["recording_id", "channel", "segment_index", "start_s", "end_s"]
+
+
+@pytest.fixture(scope="module")
+def inputs(moto, corpus) -> dict[str, Path]:
+    files = {
+        "tel-0001.wav": corpus.telephone,  # stereo 8 kHz mu-law: agent / customer
+        "call-0002.mp3": corpus.formats["mp3"],
+        "call-0003.opus": corpus.formats["opus"],
+        "call-0004.flac": corpus.formats["flac"],
+        "voicemail-0005.mp3": corpus.misnamed["speech.mp3"],  # Opus under .mp3
+        "quiet-0006.wav": corpus.silence,  # ok, no segments
+        "bad-truncated.wav": corpus.bad["truncated.wav"],
+        "bad-garbage.mp3": corpus.bad["garbage.mp3"],
+        "bad-empty.wav": corpus.bad["empty.wav"],
+    }
+    upload_tree(moto, BUCKET, PREFIX, files)
+    kw = corpus.root / "kw.txt"
+    kw.write_text("Granite\nwatsonx\n")
+    upload_tree(moto, BUCKET, PREFIX, {"call-0002.mp3.keywords.txt": kw})
+    return files
+
+
+def write_job(path: Path, model: Path, moto, **extra) -> Path:
+    job = {
+        "input": {"uri": f"s3://{BUCKET}/{PREFIX}", "endpoint_url": moto.endpoint_url},
+        "channels": {"labels": {0: "agent", 1: "customer"}},
+        "model": {"id": str(model)},
+        "prompt": {"keywords": ["Acme"]},
+        "engine": {"dtype": "float32", "batch_blocks": 4,
+                   "pools": [{"name": "a", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1},
+                             {"name": "b", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1}]},
+        "output": {"commit_every_s": 0.5},
+        "run": {"object_store_gib": 0.3, "num_cpus": 2, "progress_every_s": 1},
+    }
+    for dotted, v in extra.items():
+        *parents, leaf = dotted.split("__")
+        node = job
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def granite(*args: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+
+
+def finish(p: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+def read(out: Path, dataset: str):
+    return ds.dataset(out / dataset, format="parquet", partitioning="hive").to_table()
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, tiny_model, moto, inputs):
+    tmp = tmp_path_factory.mktemp("run")
+    job = write_job(tmp / "job.yaml", tiny_model, moto)
+    rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp / "out")))
+    assert rc == 1, err[-3000:]  # 1: some recordings failed (the bad ones), each with a row
+    return tmp, job, out, err
+
+
+def test_every_input_has_exactly_one_recordings_row(clean_run, inputs):
+    tmp, _, out, err = clean_run
+    rec = read(tmp / "out", "recordings").to_pylist()
+    assert sorted(r["source_uri"].rsplit("/", 1)[1] for r in rec) == sorted(inputs)
+    assert len({r["run_id"] for r in rec}) == 1
+    by = {r["source_uri"].rsplit("/", 1)[1]: r for r in rec}
+    for name, r in by.items():
+        assert r["status"] == ("failed" if name.startswith("bad-") else "ok"), r
+        assert (r["error"] is None) == (r["status"] == "ok")
+    assert "truncated" in by["bad-truncated.wav"]["error"]
+    assert by["quiet-0006.wav"]["segments"] == 0
+    assert by["tel-0001.wav"]["channels"] == 2 and by["tel-0001.wav"]["sample_rate"] == 8000
+    assert "manifest:" in out and "3 failed" in err
+
+
+def test_segments_are_one_per_block_sorted_and_inside_the_recording(clean_run, moto):
+    tmp, job, _, _ = clean_run
+    seg = read(tmp / "out", "segments")
+    assert [(f.name, f.type) for f in seg.drop_columns(["date"]).schema] == [(f.name, f.type) for f in SEGMENTS]
+    rows = seg.to_pylist()
+    rec = {r["recording_id"]: r for r in read(tmp / "out", "recordings").to_pylist()}
+    # Exactly the blocks `plan` cuts: one segment per non-silent block, same times.
+    cfg = load_config(job, {"input.endpoint_url": moto.endpoint_url})
+    run_plan(cfg, tmp / "plan", workers=1)
+    blocks = ds.dataset(tmp / "plan" / "blocks.parquet").to_table().to_pylist()
+    assert sorted((b["recording_id"], b["channel"], b["block_index"], b["start_s"], b["end_s"]) for b in blocks) == \
+        sorted(tuple(r[k] for k in KEY) for r in rows)
+    last: dict[tuple[str, int], float] = {}
+    for r in sorted(rows, key=lambda r: (r["recording_id"], r["channel"], r["segment_index"])):
+        assert 0 <= r["start_s"] < r["end_s"] <= rec[r["recording_id"]]["duration_s"] + 1e-6
+        assert r["start_s"] >= last.get((r["recording_id"], r["channel"]), 0.0)
+        last[(r["recording_id"], r["channel"])] = r["end_s"]
+        assert r["model_revision"].startswith("local:") and r["keywords"][0] == "Acme"
+    tel = [r for r in rows if r["source_uri"].endswith("tel-0001.wav")]
+    assert {r["channel_label"] for r in tel} == {"agent", "customer"}
+    assert any("Granite" in r["keywords"] for r in rows if r["source_uri"].endswith("call-0002.mp3"))
+
+
+def test_both_engine_pools_produce_rows(clean_run):
+    tmp, *_ = clean_run
+    engines = set(read(tmp / "out", "segments").column("engine").to_pylist())
+    assert engines == {"a", "b"}
+
+
+def test_output_reads_in_duckdb_with_the_declared_types(clean_run):
+    tmp, *_ = clean_run
+    out = tmp / "out"
+    q = duckdb.sql(
+        f"SELECT s.channel_label, count(*) AS n, sum(s.end_s - s.start_s) AS speech_s, any_value(s.date) AS d "
+        f"FROM read_parquet('{out}/segments/*/*.parquet', hive_partitioning = true) s "
+        f"JOIN read_parquet('{out}/recordings/*/*.parquet', hive_partitioning = true) r USING (recording_id) "
+        f"WHERE r.status = 'ok' GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert {row[0] for row in q} >= {"agent", "customer", "mono"}
+    types = dict(duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/segments/*/*.parquet')").fetchall()[i][:2]
+                 for i in range(len(SEGMENTS)))
+    assert types["start_s"] == "DOUBLE" and types["keywords"] == "VARCHAR[]" and types["channel"] == "INTEGER"
+    rtypes = dict(r[:2] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/recordings/*/*.parquet')").fetchall())
+    assert rtypes["processed_at"] == "TIMESTAMP WITH TIME ZONE" and rtypes["date"] == "DATE"  # the hive partition
+    assert set(rtypes) == set(RECORDINGS.names) | {"date"}
+
+
+def test_the_run_manifest(clean_run):
+    import json
+
+    tmp, *_ = clean_run
+    (path,) = (tmp / "out" / "runs").iterdir()
+    m = json.loads(path.read_text())
+    assert m["recordings"] == {"listed": 9, "ok": 6, "failed": 3, "skipped": 0}
+    assert m["failures_by_reason"] and m["audio_hours"] > 0 and m["engine_workers"] == {"a": 1, "b": 1}
+    assert m["versions"]["ray"] and m["config"]["input"]["uri"].startswith("s3://")
+    assert m["model"]["revisions"][0].startswith("local:")
+
+
+def test_a_rerun_does_no_new_work(clean_run, inputs):
+    tmp, job, _, _ = clean_run
+    before = sorted(p.name for p in (tmp / "out" / "segments").rglob("*.parquet"))
+    t0 = time.monotonic()
+    rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp / "out")))
+    assert rc == 0, err[-2000:]
+    assert sorted(p.name for p in (tmp / "out" / "segments").rglob("*.parquet")) == before
+    rec = read(tmp / "out", "recordings").to_pylist()
+    runs = sorted({r["run_id"] for r in rec})
+    second = [r for r in rec if r["run_id"] == runs[-1]]
+    assert len(second) == len(inputs) and {r["status"] for r in second} == {"skipped"}
+    assert all(r["previous_run_id"] == runs[0] for r in second)
+    assert "EngineWorker" not in err and time.monotonic() - t0 < 60  # no engine was started
+
+
+def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, inputs):
+    tmp, job, _, _ = clean_run
+    out = tmp_path / "out"
+    job2 = write_job(tmp_path / "job.yaml", Path(load_config(job).model.id), _Endpoint(load_config(job).input.endpoint_url),
+                     output__commit_every_s=0.01)
+    p = granite("run", "--config", str(job2), "--output", str(out))
+    deadline = time.monotonic() + 240
+    while not list((out / "segments").rglob("*.parquet")):  # killed after its first commit
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
+    first = read(out, "recordings").to_pylist()
+    assert 0 < len(first) < len(inputs), "the kill came after the run had finished"
+    rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
+    assert rc in (0, 1), err[-3000:]  # 0 when the bad files had been settled before the kill
+    rec = read(out, "recordings").to_pylist()
+    settled = [r for r in rec if r["status"] != "skipped"]
+    assert sorted(r["source_uri"] for r in settled) == sorted(f"s3://{BUCKET}/{PREFIX}/{n}" for n in inputs)
+    seg = read(out, "segments").to_pylist()
+    keys = [tuple(r[k] for k in KEY) for r in seg]
+    assert len(keys) == len(set(keys)), "duplicate segment rows"
+    clean = read(tmp / "out", "segments").to_pylist()
+    assert sorted(keys) == sorted(tuple(r[k] for k in KEY) for r in clean)
+    texts = {tuple(r[k] for k in KEY): r["text"] for r in clean}
+    assert {tuple(r[k] for k in KEY): r["text"] for r in seg} == texts  # vLLM greedy, batch-independent blocks
+
+
+class _Endpoint:
+    def __init__(self, url: str | None) -> None:
+        self.endpoint_url = url

@@ -1,0 +1,141 @@
+"""The output commit protocol (sink.py), on a local folder and on real S3 (moto) through pyarrow's
+S3 filesystem: a batch is visible whole or not at all, and a run killed at any step of a commit
+is finished or cleaned up by the next run."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pytest
+
+from pipeline.assemble import recording_row
+from pipeline.records import Recording
+from pipeline.sink import OutputError, OutputStore
+from tests.conftest import upload_tree
+
+DATE = "2026-11-26"
+
+
+def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[dict], list[dict]]:
+    recs, segs = [], []
+    for i in range(n):
+        rec = Recording(f"s3://in/calls/{run_id}-{i}.wav", 1000 + i, f"etag{i}")
+        recs.append(recording_row(rec, run_id, status, segments=1, duration_s=2.0))
+        segs.append({"recording_id": rec.recording_id, "source_uri": rec.source_uri, "channel": 0, "channel_label": "mono",
+                     "segment_index": 0, "start_s": 0.5, "end_s": 1.5, "text": "hello", "language": "en", "keywords": [],
+                     "model": "m", "model_revision": "r", "run_id": run_id, "engine": "cpu", "finish_reason": "stop",
+                     "output_tokens": 3})
+    return segs, recs
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> OutputStore:
+    if request.param == "local":
+        return OutputStore(str(tmp_path / "out"))
+    svc = request.getfixturevalue("moto")
+    bucket = f"sink-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    upload_tree(svc, bucket, "x", {})
+    return OutputStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url)
+
+
+def _count(store: OutputStore, dataset: str) -> int:
+    path = f"{store.root}/{dataset}"
+    if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return 0
+    return ds.dataset(path, filesystem=store.fs, format="parquet", partitioning="hive").count_rows()
+
+
+def _files(store: OutputStore, folder: str) -> list[str]:
+    sel = pafs.FileSelector(f"{store.root}/{folder}", allow_not_found=True, recursive=True)
+    return [i.path for i in store.fs.get_file_info(sel) if i.is_file]
+
+
+def test_commit_publishes_both_datasets_and_history_reads_them(store):
+    assert store.prepare("r1") == (0, 0)
+    segs, recs = _rows("r1", 3)
+    store.commit("r1", 0, DATE, segs, recs)
+    assert _count(store, "segments") == 3 and _count(store, "recordings") == 3
+    assert all(f"/date={DATE}/" in p for p in _files(store, "segments"))
+    assert not _files(store, "_staging") and not _files(store, "_commits")
+    hist = store.history()
+    assert {h.status for h in hist.values()} == {"ok"} and len(hist) == 3
+
+
+def test_killed_before_the_marker_leaves_nothing_visible_and_is_cleaned(store, monkeypatch):
+    store.prepare("r1")
+    segs, recs = _rows("r1", 2)
+    # The driver dies after the staging files are written, before the commit marker.
+    monkeypatch.setattr(store, "_mark", _raise(SystemExit))
+    with pytest.raises(SystemExit):
+        store.commit("r1", 0, DATE, segs, recs)
+    monkeypatch.undo()
+    assert len(_files(store, "_staging")) == 2 and _count(store, "segments") == 0
+    assert store.prepare("r2") == (0, 2)  # orphans removed
+    assert not _files(store, "_staging") and store.history() == {}
+
+
+def test_killed_after_the_marker_is_finished_by_the_next_run(store, monkeypatch):
+    store.prepare("r1")
+    segs, recs = _rows("r1", 2)
+    # The driver dies after the marker (the commit point), before moving the files.
+    monkeypatch.setattr(store, "_finish", _raise(SystemExit))
+    with pytest.raises(SystemExit):
+        store.commit("r1", 0, DATE, segs, recs)
+    monkeypatch.undo()
+    assert _count(store, "segments") == 0 and len(_files(store, "_commits")) == 1
+    assert store.prepare("r2") == (1, 0)
+    assert _count(store, "segments") == 2 and _count(store, "recordings") == 2
+    assert store.prepare("r3") == (0, 0)  # idempotent
+
+
+def test_killed_halfway_through_the_moves_is_finished_without_duplicates(store):
+    store.prepare("r1")
+    segs, recs = _rows("r1", 2)
+    store.commit("r1", 0, DATE, segs, recs)
+    # Replay a marker whose first move already happened (the file is final, its staging gone).
+    final = [p for p in _files(store, "segments")][0]
+    marker = f"{store.root}/_commits/r1-00000.json"
+    with store.fs.open_output_stream(marker) as f:
+        f.write(json.dumps({"run_id": "r1", "moves": [{"staging": f"{store.root}/_staging/gone", "final": final}]}).encode())
+    assert store.prepare("r2") == (1, 0)
+    assert _count(store, "segments") == 2
+
+
+def test_a_torn_marker_commits_nothing(store):
+    store.prepare("r1")
+    store.fs.create_dir(f"{store.root}/_commits")
+    with store.fs.open_output_stream(f"{store.root}/_commits/r1-00000.json") as f:
+        f.write(b'{"run_id": "r1", "mov')
+    assert store.prepare("r2") == (1, 0)
+    assert not _files(store, "_commits") and _count(store, "segments") == 0
+
+
+def test_a_later_settlement_wins_in_history(store):
+    store.prepare("r1")
+    segs, recs = _rows("r1", 1, status="failed")
+    store.commit("r1", 0, DATE, [], recs)
+    later = [dict(r, status="ok", run_id="r2", processed_at=datetime.now(timezone.utc)) for r in recs]
+    store.commit("r2", 0, DATE, segs, later)
+    skipped = [dict(r, status="skipped", run_id="r3", processed_at=datetime.now(timezone.utc)) for r in recs]
+    store.commit("r3", 0, DATE, [], skipped)
+    (done,) = store.history().values()
+    assert (done.status, done.run_id) == ("ok", "r2")
+
+
+def test_an_unusable_output_fails_loudly(moto, tmp_path):
+    with pytest.raises(OutputError, match="not usable"):
+        OutputStore("s3://no-such-bucket-here/out", moto.endpoint_url).prepare("r1")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError):
+        OutputStore(str(blocker / "out")).prepare("r1")
+
+
+def _raise(exc: type[BaseException]):
+    def f(*a, **k):
+        raise exc()
+
+    return f
