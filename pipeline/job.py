@@ -8,6 +8,7 @@ exactly one `recordings` row per run: ok, failed (with the reason) or skipped.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 import time
@@ -86,55 +87,74 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     run_id = new_run_id(started_at)
     store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region)
     recovered = store.prepare(run_id)
-    history = store.history()
-    source = open_source(cfg.input, cfg.filters)
+    run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err)
+    listing = _counted(open_source(cfg.input, cfg.filters).recordings(), run.progress)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
+    try:
+        for window in windows(listing, cfg.run.window_recordings):
+            todo = run.skip_done(window)
+            run.progress.listing_done = listing.done
+            if todo:
+                backend = backend or start_backend(cfg)
+                run.transcribe(backend, todo)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            run.committer.flush()  # what is settled is complete: keep it, so a re-run does less
+        raise
+    run.progress.listing_done = True
+    run.committer.flush()
+    run.printer.final()
+    revisions, pools = (backend.model_revisions, backend.pools) if backend else ([], {})
+    info = manifest(cfg, run_id, started_at, revisions, pools, run.progress.as_dict(), recovered)
+    uri = store.write_manifest(run_id, info)
+    print(run.progress.summary(run_id, cfg.output.uri), file=err)
+    return RunReport(run_id, uri, run.progress)
 
-    progress = Progress()
-    committer = _Committer(store, run_id, started_at.strftime("%Y-%m-%d"), cfg.output.commit_every_s, cfg.output.commit_rows)
-    assembler = Assembler(run_id, cfg.model.id, cfg.prompt.language)
-    printer = _Printer(progress, err, cfg.run.progress_every_s)
-    size_of: dict[str, int] = {}
 
-    def settle(s: Settled) -> None:
-        committer.add(s)
-        progress.add(s.recording, size_of.pop(s.recording["recording_id"], 0))
+class _Run:
+    """One run's state: what earlier runs settled, what is in flight, progress and commits."""
 
-    listing = _counted(source.recordings(), progress)
-    for window in windows(listing, cfg.run.window_recordings):
+    def __init__(self, cfg: JobConfig, run_id: str, store: OutputStore, date: str, err: TextIO) -> None:
+        self.cfg, self.run_id = cfg, run_id
+        self.history = store.history()
+        self.progress = Progress()
+        self.committer = _Committer(store, run_id, date, cfg.output.commit_every_s, cfg.output.commit_rows)
+        self.assembler = Assembler(run_id, cfg.model.id, cfg.prompt.language)
+        self.printer = _Printer(self.progress, err, cfg.run.progress_every_s)
+        self.size_of: dict[str, int] = {}  # recordings in flight
+
+    def skip_done(self, window: list[Recording]) -> list[Recording]:
+        """Settle as `skipped` what earlier runs did; return the rest."""
         todo = []
         for rec in window:
-            prev = history.get(rec.recording_id)
-            if prev and (prev.status == "ok" or not cfg.run.retry_failed):
-                progress.add(recording_row(rec, run_id, "skipped", previous_run_id=prev.run_id), rec.size_bytes)
-                committer.add(Settled(recording_row(rec, run_id, "skipped", previous_run_id=prev.run_id), []))
-                continue
-            todo.append(rec)
-            size_of[rec.recording_id] = rec.size_bytes
-        progress.listing_done = listing.done
-        if todo and backend is None:
-            backend = start_backend(cfg)
-        for item in backend.transcribe(todo) if todo and backend else ():
-            settled = assembler.outcome(*item) if isinstance(item, tuple) else assembler.block(item)
+            prev = self.history.get(rec.recording_id)
+            if prev and (prev.status == "ok" or not self.cfg.run.retry_failed):
+                row = recording_row(rec, self.run_id, "skipped", previous_run_id=prev.run_id)
+                self.progress.add(row, rec.size_bytes)
+                self.committer.add(Settled(row, []))
+            else:
+                todo.append(rec)
+                self.size_of[rec.recording_id] = rec.size_bytes
+        return todo
+
+    def transcribe(self, backend: Backend, todo: list[Recording]) -> None:
+        for item in backend.transcribe(todo):
+            settled = self.assembler.outcome(*item) if isinstance(item, tuple) else self.assembler.block(item)
             if settled is not None:
-                settle(settled)
-            committer.tick()
-            printer.tick()
+                self._settle(settled)
+            self.committer.tick()
+            self.printer.tick()
         # Whatever the backend lost (a decode worker that died on every retry) is failed, not missing.
         for rec in todo:
-            if rec.recording_id in size_of:
-                settle(Settled(recording_row(rec, run_id, "failed", segments=0,
-                                             error="lost in the pipeline: no result after retries (see the Ray logs)"), []))
-        assembler.drop_all()
-        committer.tick()
-    progress.listing_done = True
-    committer.flush()
-    printer.final()
-    figures = progress.as_dict()
-    revisions, pools = (backend.model_revisions, backend.pools) if backend else ([], {})
-    uri = store.write_manifest(run_id, manifest(cfg, run_id, started_at, revisions, pools, figures, recovered))
-    print(progress.summary(run_id, cfg.output.uri), file=err)
-    return RunReport(run_id, uri, progress)
+            if rec.recording_id in self.size_of:
+                error = "lost in the pipeline: no result after retries (see the Ray logs)"
+                self._settle(Settled(recording_row(rec, self.run_id, "failed", segments=0, error=error), []))
+        self.assembler.drop_all()
+        self.committer.tick()
+
+    def _settle(self, s: Settled) -> None:
+        self.committer.add(s)
+        self.progress.add(s.recording, self.size_of.pop(s.recording["recording_id"], 0))
 
 
 class _counted:

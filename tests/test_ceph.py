@@ -43,3 +43,36 @@ def test_ceph_changed_object_is_refused(ceph, store):
     s3.put_object(Bucket="archive", Key="volatile/x.wav", Body=b"two!")
     with pytest.raises(SourceError, match="changed since it was listed"):
         src.open(rec).read(2)
+
+
+def test_run_from_ceph_to_ceph(ceph, store, tiny_model, tmp_path):
+    """`granite-batch run` with input and output on Ceph RGW (output through pyarrow's S3
+    filesystem), then a re-run that skips everything."""
+    import duckdb
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    from tests.test_run import KEY, finish, granite, write_job
+
+    upload_tree(ceph, "lake", "keep", {})  # the output bucket
+    job = write_job(tmp_path / "job.yaml", tiny_model, ceph, input__uri="s3://archive/calls/",
+                    engine__pools=[{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1}])
+    out = "s3://lake/transcripts"
+    rc, _, err = finish(granite("run", "--config", str(job), "--output", out))
+    assert rc == 1, err[-3000:]  # three bad files
+    fs = pafs.S3FileSystem(endpoint_override=ceph.endpoint_url.split("://")[1], scheme="http",
+                           access_key=ceph.access_key, secret_key=ceph.secret_key, region=ceph.region)
+    rec = ds.dataset("lake/transcripts/recordings", filesystem=fs, partitioning="hive").to_table().to_pylist()
+    assert sorted(r["source_uri"].rsplit("/", 1)[1] for r in rec) == sorted(k.rsplit("/", 1)[1] for k in store)
+    assert sorted(r["status"] for r in rec).count("failed") == 3
+    seg = ds.dataset("lake/transcripts/segments", filesystem=fs, partitioning="hive").to_table()
+    keys = [tuple(r[k] for k in KEY) for r in seg.to_pylist()]
+    assert keys and len(keys) == len(set(keys))
+    ok = {r["recording_id"] for r in rec if r["status"] == "ok"}
+    assert set(seg.column("recording_id").to_pylist()) == ok
+    assert duckdb.sql("SELECT count(*) FROM seg WHERE end_s > start_s").fetchall()[0][0] == len(keys)
+    assert not fs.get_file_info(pafs.FileSelector("lake/transcripts/_staging", allow_not_found=True))
+    rc, _, err = finish(granite("run", "--config", str(job), "--output", out))
+    assert rc == 0, err[-3000:]
+    again = ds.dataset("lake/transcripts/recordings", filesystem=fs, partitioning="hive").to_table().to_pylist()
+    assert len(again) == 2 * len(store) and sum(r["status"] == "skipped" for r in again) == len(store)
