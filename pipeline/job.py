@@ -30,10 +30,13 @@ Item = tuple[Outcome, int] | BlockResult  # (cut outcome, blocks emitted) or one
 
 
 class Backend(Protocol):
-    pools: dict[str, int]  # pool name -> engine workers started
+    pools: dict[str, int]  # pool name -> engine workers ready
+    failed_engines: dict[str, str]  # engine worker -> why it did not start
     model_revisions: list[str]
 
     def transcribe(self, recordings: list[Recording]) -> Iterator[Item]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     if not cfg.output.uri:
         raise ValueError("output.uri is required (--output)")
     started_at = datetime.now(timezone.utc)
+    cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)
     store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region)
     recovered = store.prepare(run_id)
@@ -101,11 +105,15 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
         with contextlib.suppress(Exception):
             run.committer.flush()  # what is settled is complete: keep it, so a re-run does less
         raise
+    finally:
+        if backend is not None:
+            backend.close()
     run.progress.listing_done = True
     run.committer.flush()
     run.printer.final()
-    revisions, pools = (backend.model_revisions, backend.pools) if backend else ([], {})
-    info = manifest(cfg, run_id, started_at, revisions, pools, run.progress.as_dict(), recovered)
+    engines = {"ready": backend.pools, "failed": backend.failed_engines} if backend else {}
+    info = manifest(cfg, run_id, started_at, backend.model_revisions if backend else [], engines,
+                    run.progress.as_dict(), recovered)
     uri = store.write_manifest(run_id, info)
     print(run.progress.summary(run_id, cfg.output.uri), file=err)
     return RunReport(run_id, uri, run.progress)

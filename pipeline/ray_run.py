@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import pickle
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -97,7 +99,7 @@ def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterat
 class EngineWorker:
     """One engine (one model copy) as a Ray actor."""
 
-    def __init__(self, cfg: JobConfig, pool: PoolConfig) -> None:
+    def __init__(self, cfg: JobConfig, pool: PoolConfig, broker: Any) -> None:
         from .engines import make_engine
         from .engines.model_source import resolve_model_revision
 
@@ -109,14 +111,24 @@ class EngineWorker:
             import torch
 
             torch.set_num_threads(max(1, int(pool.cpus)))
-        self.cfg, self.pool = cfg, pool.name
+        self.cfg, self.pool, self.broker = cfg, pool.name, broker
         folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
         self.engine = make_engine(cfg.engine.kind, folder, cfg)
 
     def ready(self) -> str:
         return self.revision
 
-    def transcribe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def transcribe(self, rows: list[dict[str, Any]], slot: tuple[int, int, str] | None = None) -> list[dict[str, Any]]:
+        """Results for `rows`; gives `slot` back to the broker when done. The engine, not the
+        dispatcher, releases it: a dispatcher waiting for its next slot must not hold finished
+        ones (that deadlocks), and the slots of an engine that died for good are gone with it."""
+        try:
+            return self._transcribe(rows)
+        finally:
+            if slot is not None:
+                self.broker.release.remote(slot)
+
+    def _transcribe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from .engines import PromptSpec, requests_for
 
         blocks, specs = [], {}
@@ -141,31 +153,28 @@ def _result_row(r: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 
 class Broker:
-    """Free engine slots, earliest pool first. An async actor: `acquire` waits without a thread."""
+    """Free engine slots, earliest pool first. An async actor: `acquire` waits without a thread.
+    Slots are added as engine workers become ready (nodes of an autoscaling cluster come later)."""
 
-    def __init__(self, slots: list[tuple[int, str]]) -> None:
-        self._slots = slots  # (pool priority, engine key), one entry per slot
+    def __init__(self) -> None:
         self._free: asyncio.PriorityQueue[tuple[int, int, str]] | None = None
         self._seq = 0
 
     def _queue(self) -> asyncio.PriorityQueue[tuple[int, int, str]]:
         if self._free is None:  # created inside the actor's event loop
             self._free = asyncio.PriorityQueue()
-            for prio, key in self._slots:
-                self.release_nowait((prio, 0, key))
         return self._free
 
-    def release_nowait(self, slot: tuple[int, int, str]) -> None:
-        self._seq += 1
-        assert self._free is not None
-        self._free.put_nowait((slot[0], self._seq, slot[2]))
+    async def add(self, slots: list[tuple[int, str]]) -> None:
+        for prio, key in slots:
+            await self.release((prio, 0, key))
 
     async def acquire(self) -> tuple[int, int, str]:
         return await self._queue().get()
 
     async def release(self, slot: tuple[int, int, str]) -> None:
-        self._queue()
-        self.release_nowait(slot)
+        self._seq += 1
+        self._queue().put_nowait((slot[0], self._seq, slot[2]))
 
 
 class Dispatch:
@@ -181,26 +190,20 @@ class Dispatch:
         out = [_result_row(r, text="", keywords=[], engine="", model_revision="", finish_reason="", output_tokens=0,
                            error="") for r in rows if r["kind"] != "block"]
         blocks = [r for r in rows if r["kind"] == "block"]
-        pending: dict[Any, tuple[tuple[int, int, str], list[dict[str, Any]]]] = {}
+        pending: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
         i = 0
-        while i < len(blocks) or pending:
-            if i < len(blocks):
-                slot = ray.get(self.broker.acquire.remote())
-                handle, size = self.engines[slot[2]]
-                chunk, i = blocks[i : i + size], i + size
-                pending[handle.transcribe.remote(chunk)] = (slot, chunk)
-                continue
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                slot, chunk = pending.pop(ref)
-                try:
-                    out.extend(ray.get(ref))
-                except Exception as err:  # the engine died and its retries ran out: failed, not lost
-                    msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-                    out.extend(_result_row(r, text="", keywords=[], engine=slot[2], model_revision="", finish_reason="",
-                                           output_tokens=0, error=msg) for r in chunk)
-                finally:
-                    self.broker.release.remote(slot)
+        while i < len(blocks):
+            slot = ray.get(self.broker.acquire.remote())
+            handle, size = self.engines[slot[2]]
+            chunk, i = blocks[i : i + size], i + size
+            pending[handle.transcribe.remote(chunk, slot)] = (slot[2], chunk)
+        for ref, (engine, chunk) in pending.items():
+            try:
+                out.extend(ray.get(ref))
+            except Exception as err:  # the engine died and its retries ran out: failed, not lost
+                msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+                out.extend(_result_row(r, text="", keywords=[], engine=engine, model_revision="", finish_reason="",
+                                       output_tokens=0, error=msg) for r in chunk)
         return pa.Table.from_pylist([{**r, "error": r.get("error", "")} for r in out], RESULT)
 
 
@@ -214,7 +217,7 @@ def init_ray(cfg: JobConfig) -> None:
         ray.init(address=cfg.run.address, logging_level=logging.WARNING)
     else:
         ray.init(
-            num_cpus=cfg.run.num_cpus or os.cpu_count(), object_store_memory=int(cfg.run.object_store_gib * (1 << 30)),
+            num_cpus=cfg.run.num_cpus or len(os.sched_getaffinity(0)), object_store_memory=int(cfg.run.object_store_gib * (1 << 30)),
             include_dashboard=False, logging_level=logging.WARNING,
         )
     ctx = ray.data.DataContext.get_current()
@@ -226,46 +229,81 @@ def init_ray(cfg: JobConfig) -> None:
 
 
 class RayBackend:
+    """Engine workers for the whole run, and one Ray Data pipeline per window of recordings."""
+
     def __init__(self, cfg: JobConfig) -> None:
         import ray
 
         init_ray(cfg)
         self.cfg, self.job_words = cfg, job_keywords(cfg)
-        self.pools: dict[str, int] = {}
-        handles: dict[str, tuple[Any, int]] = {}
-        slots: list[tuple[int, str]] = []
+        self.pools: dict[str, int] = {}  # engine workers ready, per pool
+        self.failed_engines: dict[str, str] = {}
+        self.model_revisions: list[str] = []
+        self.handles: dict[str, tuple[Any, int]] = {}
+        slots: dict[str, list[tuple[int, str]]] = {}
         gpus = ray.cluster_resources().get("GPU", 0)
+        self.broker = ray.remote(Broker).options(num_cpus=0).remote()
         for prio, pool in enumerate(cfg.engine.pools):
             n = pool.replicas
             if n == "auto":
                 n = int(gpus // pool.gpus) if pool.device == "gpu" and pool.gpus else (1 if pool.device == "cpu" else 0)
-            self.pools[pool.name] = n
+            self.pools[pool.name] = 0
             actor = ray.remote(EngineWorker).options(
                 num_cpus=pool.cpus, num_gpus=pool.gpus if pool.device == "gpu" else 0, resources=pool.resources or None,
                 max_restarts=2, max_task_retries=2,
             )
             for k in range(n):
                 key = f"{pool.name}-{k}"
-                handles[key] = (actor.remote(cfg, pool), pool.batch_blocks or cfg.engine.batch_blocks)
-                slots += [(prio, key)] * pool.slots
-        if not handles:
-            raise EngineStartError(f"no engine workers: pools {self.pools} (no GPUs found; enable a cpu pool)")
-        self.model_revisions = sorted(set(self._wait_ready(handles)))
-        self.handles = handles
-        self.broker = ray.remote(Broker).options(num_cpus=0).remote(slots)
-        self.concurrency = len(slots)
+                self.handles[key] = (actor.remote(cfg, pool, self.broker), pool.batch_blocks or cfg.engine.batch_blocks)
+                slots[key] = [(prio, key)] * pool.slots
+        if not self.handles:
+            raise EngineStartError("no engine workers: every pool has 0 replicas (no GPUs found? enable a cpu pool)")
+        self.concurrency = sum(len(v) for v in slots.values())
+        pending = {h.ready.remote(): key for key, (h, _) in self.handles.items()}
+        self._stop = threading.Event()
+        self._admitter: threading.Thread | None = None
+        self._admit(pending, slots, first=True)  # the run starts with the first engine ready...
+        if pending:  # ...and the others join as their nodes come up and their models load
+            self._admitter = threading.Thread(target=self._admit, args=(pending, slots), daemon=True)
+            self._admitter.start()
 
-    @staticmethod
-    def _wait_ready(handles: dict[str, tuple[Any, int]]) -> list[str]:
+    def close(self) -> None:
+        """Stop waiting for engines that never came (before Ray shuts down under the thread)."""
+        self._stop.set()
+        if self._admitter is not None:
+            self._admitter.join(timeout=5)
+
+    def _admit(self, pending: dict[Any, str], slots: dict[str, list[tuple[int, str]]], first: bool = False) -> None:
         import ray
 
-        revisions = []
-        for key, (h, _) in handles.items():
+        deadline = time.monotonic() + self.cfg.run.engine_start_timeout_s
+        while pending and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, min(1.0, left)))
+            if not ready and left > 1.0:
+                continue
+            if not ready:
+                waiting = ", ".join(sorted(pending.values()))
+                if first:
+                    raise EngineStartError(f"no engine worker became ready within run.engine_start_timeout_s "
+                                           f"({self.cfg.run.engine_start_timeout_s:g} s); waiting: {waiting}")
+                log.warning("engine workers never became ready: %s", waiting)
+                return
+            key = pending.pop(ready[0])
             try:
-                revisions.append(ray.get(h.ready.remote()))
+                revision = ray.get(ready[0])
             except Exception as err:
-                raise EngineStartError(f"engine worker {key} failed to start: {err}") from None
-        return revisions
+                self.failed_engines[key] = f"{type(err).__name__}: {err}"[:2000]
+                log.warning("engine worker %s failed to start: %s", key, self.failed_engines[key])
+                if first and not pending:
+                    raise EngineStartError(f"engine worker {key} failed to start: {err}") from None
+                continue
+            if revision not in self.model_revisions:
+                self.model_revisions.append(revision)
+            self.pools[key.rsplit("-", 1)[0]] += 1
+            ray.get(self.broker.add.remote(slots[key]))
+            if first:
+                return
 
     def transcribe(self, recordings: list[Recording]) -> Iterator[Item]:
         import ray
@@ -284,7 +322,7 @@ class RayBackend:
         ds = ds.map_batches(
             Dispatch, batch_size=cfg.engine.batch_blocks, batch_format="pyarrow", num_cpus=0,
             fn_constructor_kwargs={"broker": self.broker, "engines": self.handles},
-            compute=ray.data.ActorPoolStrategy(size=self.concurrency),
+            compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(recordings))),
         )
         for row in ds.iter_rows():
             if row["kind"] == "outcome":

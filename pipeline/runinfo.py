@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def manifest(cfg: JobConfig, run_id: str, started_at: datetime, model_revisions: list[str], pools: dict[str, int],
+def manifest(cfg: JobConfig, run_id: str, started_at: datetime, model_revisions: list[str], engines: dict[str, Any],
              figures: dict[str, Any], recovered: tuple[int, int]) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -55,7 +55,7 @@ def manifest(cfg: JobConfig, run_id: str, started_at: datetime, model_revisions:
         "config": redact(cfg.model_dump(mode="json")),
         "versions": versions(),
         "model": {"id": redact(cfg.model.id), "revisions": model_revisions},
-        "engine_workers": pools,
+        "engine_workers": engines,
         "recovered_commits": recovered[0],
         "removed_uncommitted_files": recovered[1],
         **figures,

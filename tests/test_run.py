@@ -50,9 +50,11 @@ def write_job(path: Path, model: Path, moto, **extra) -> Path:
         "channels": {"labels": {0: "agent", 1: "customer"}},
         "model": {"id": str(model)},
         "prompt": {"keywords": ["Acme"]},
-        "engine": {"dtype": "float32", "batch_blocks": 4,
-                   "pools": [{"name": "a", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1},
-                             {"name": "b", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1}]},
+        # Dispatch batches of 8 go out in engine calls of 2, one slot per engine: each dispatcher
+        # needs several slots per batch (this deadlocked while dispatchers held finished slots).
+        "engine": {"dtype": "float32", "batch_blocks": 8,
+                   "pools": [{"name": "a", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1, "batch_blocks": 2},
+                             {"name": "b", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1, "batch_blocks": 2}]},
         "output": {"commit_every_s": 0.5},
         "run": {"object_store_gib": 0.3, "num_cpus": 2, "progress_every_s": 1},
     }
@@ -66,8 +68,8 @@ def write_job(path: Path, model: Path, moto, **extra) -> Path:
     return path
 
 
-def granite(*args: str, **kw) -> subprocess.Popen:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+def granite(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    env = dict(env or os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
 
@@ -159,7 +161,7 @@ def test_the_run_manifest(clean_run):
     (path,) = (tmp / "out" / "runs").iterdir()
     m = json.loads(path.read_text())
     assert m["recordings"] == {"listed": 9, "ok": 6, "failed": 3, "skipped": 0}
-    assert m["failures_by_reason"] and m["audio_hours"] > 0 and m["engine_workers"] == {"a": 1, "b": 1}
+    assert m["failures_by_reason"] and m["audio_hours"] > 0 and m["engine_workers"] == {"ready": {"a": 1, "b": 1}, "failed": {}}
     assert m["versions"]["ray"] and m["config"]["input"]["uri"].startswith("s3://")
     assert m["model"]["revisions"][0].startswith("local:")
 
@@ -211,3 +213,51 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
 class _Endpoint:
     def __init__(self, url: str | None) -> None:
         self.endpoint_url = url
+
+
+def test_run_joins_an_existing_ray_cluster(tmp_path, tiny_model, moto, inputs):
+    """`--address`: what a KubeRay job does. A head started with `ray start`, the driver joins it."""
+    from tests.services.s3 import free_port
+
+    port = free_port()
+    # Token auth off on both sides, as on a KubeRay cluster without authOptions.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                    "--object-store-memory=300000000", "--include-dashboard=false"], check=True, capture_output=True, env=env)
+    try:
+        job = write_job(tmp_path / "job.yaml", tiny_model, moto, input__include=["call-0002.mp3", "bad-empty.wav"],
+                        engine__pools=[{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1}])
+        rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out"),
+                                    "--address", f"127.0.0.1:{port}", env=env))
+        assert rc == 1 and "1 failed" in err, err[-3000:]
+        rec = {r["source_uri"].rsplit("/", 1)[1]: r["status"] for r in read(tmp_path / "out", "recordings").to_pylist()}
+        assert rec == {"call-0002.mp3": "ok", "bad-empty.wav": "failed"}
+        assert read(tmp_path / "out", "segments").num_rows > 0
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env)
+
+
+def test_a_pool_that_never_gets_its_node_does_not_block_the_run(tmp_path, tiny_model, moto, inputs):
+    """Pool `b` asks for a Ray resource no node has (a GPU pool on a cluster still scaling up):
+    the run goes ahead on pool `a`."""
+    import json
+
+    job = write_job(tmp_path / "job.yaml", tiny_model, moto, input__include=["call-0002.mp3"],
+                    engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1},
+                                   {"name": "b", "device": "cpu", "replicas": 1, "cpus": 1, "resources": {"vllm_cpu": 1}}])
+    rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
+    assert rc == 0, err[-3000:]
+    assert set(read(tmp_path / "out", "segments").column("engine").to_pylist()) == {"a"}
+    (m,) = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").iterdir()]
+    assert m["engine_workers"]["ready"] == {"a": 1, "b": 0}
+
+
+def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    job = write_job(tmp_path / "job.yaml", bad, moto, input__include=["call-0002.mp3"],
+                    engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1}])
+    rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
+    assert rc == 3 and "run failed: engine worker a-0 failed to start" in err, err[-3000:]
+    assert not list((tmp_path / "out").glob("segments/*/*.parquet"))
