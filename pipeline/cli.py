@@ -6,12 +6,14 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
 from .config import ConfigError, JobConfig, load_config
 from .engines.model_source import ModelSourceError
 from .engines.base import EngineStartError
+from .kube.submit import SubmitError
 from .plan import PlanSummary, run_plan
 from .sink import OutputError
 from .sources import SourceError
@@ -48,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
                      help="also redo recordings that failed in earlier runs")
     demo = sub.add_parser("demo", help="offline end-to-end run: test model + bundled audio -> Parquet, queried with DuckDB")
     demo.add_argument("--output", type=Path, default=Path("granite-batch-demo"), help="output folder (default: %(default)s)")
+    sb = sub.add_parser("submit", help="create the job on Kubernetes (KubeRay RayJob, RayCronJob or CronJob) from a job file")
+    sb.add_argument("job", nargs="?", type=Path, metavar="JOB.yaml", help="job file (jobs/*.yaml)")
+    sb.add_argument("--namespace", "-n", default="default")
+    sb.add_argument("--name", help="release name (default: granite-batch-<job file name>)")
+    sb.add_argument("--values", "-f", type=Path, action="append", default=[], metavar="FILE",
+                    help="chart values for the cluster: images, worker groups, credentials (repeatable)")
+    sb.add_argument("--chart", type=Path, help="the Helm chart (default: helm/granite-batch of this checkout)")
+    sb.add_argument("--dry-run", action="store_true", help="print the manifests as YAML; create nothing")
+    sb.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)  # the schedule launcher, in-cluster
+    st = sub.add_parser("status", help="state of a submitted job and its runs")
+    st.add_argument("name", help="the release name that submit printed")
+    st.add_argument("--namespace", "-n", default="default")
     tr = sub.add_parser("transcribe", help="transcribe local files, one JSON line per block (an engine check)")
     tr.add_argument("files", nargs="+", metavar="FILE")
     tr.add_argument("--config", metavar="FILE", help="job file (the format of jobs/*.yaml)")
@@ -80,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             return run_demo(args["output"])
+        if args["command"] in ("submit", "status"):
+            return _kube(args)
         overrides = {k: v for k, v in args.items() if "." in k}
         if args["command"] == "transcribe":
             overrides.setdefault("input.uri", args["files"][0])
@@ -92,9 +108,39 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SourceError, ModelSourceError) as err:
         print(f"granite-batch: {err}", file=sys.stderr)
         return 2
+    except SubmitError as err:
+        print(f"granite-batch: {err}", file=sys.stderr)
+        return 2
     except (OutputError, EngineStartError) as err:
         print(f"granite-batch: run failed: {err}", file=sys.stderr)
         return 3
+    except Exception:  # a bug, or Ray lost: exit 4, never 1 ("finished, some recordings failed")
+        traceback.print_exc()
+        print("granite-batch: internal error (traceback above); a re-run resumes where this one stopped", file=sys.stderr)
+        return 4
+
+
+def _kube(args: dict) -> int:
+    from .kube import submit as k
+
+    if args["command"] == "status":
+        head, runs = k.status(args["name"], args["namespace"], k.api_client())
+        print(k.render_status(head, runs))
+        return 1 if runs and runs[-1].job_status == "FAILED" else 0
+    if args["manifest"]:
+        print(f"created {k.submit_manifest(args['manifest'], None, k.api_client())}")
+        return 0
+    if args["job"] is None:
+        raise ConfigError("submit needs a job file: granite-batch submit jobs/nightly-call-center.yaml")
+    name = args["name"] or k.release_name(args["job"])
+    docs = k.render(args["job"], name, args["namespace"], args["values"], args["chart"] or k.CHART)
+    if args["dry_run"]:
+        print(k.to_yaml(docs), end="")
+        return 0
+    for created in k.apply(docs, k.api_client()):
+        print(f"created {created}")
+    print(f"follow it: granite-batch status {name} --namespace {args['namespace']}")
+    return 0
 
 
 def _run(cfg: JobConfig) -> int:

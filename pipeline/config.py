@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 ENV_PREFIX = "GRANITE_BATCH_"
+_DATE = re.compile(r"\{date(?::([^}]*))?\}")
 DEFAULT_MODEL = "ibm-granite/granite-4.0-1b-speech"
 
 
@@ -41,6 +43,18 @@ class InputConfig(Section):
     )
     max_attempts: int = Field(8, ge=1, description="botocore retry attempts (standard mode) per S3 request.")
     read_chunk_bytes: int = Field(4 << 20, ge=64 << 10, description="Size of each ranged GET when streaming an object.")
+    date_lag_days: int = Field(
+        1, ge=0, description="`{date}` or `{date:%Y/%m/%d}` in `uri` is the run's UTC date minus this many days "
+        "(a nightly job reads yesterday's folder)."
+    )
+
+    def resolved(self, now: datetime) -> InputConfig:
+        """The URI with its date placeholders filled in for a run started at `now`."""
+        if "{date" not in self.uri:
+            return self
+        day = (now - timedelta(days=self.date_lag_days)).date()
+        uri = _DATE.sub(lambda m: day.strftime(m.group(1) or "%Y-%m-%d"), self.uri)
+        return self.model_copy(update={"uri": uri})
 
 
 class OutputConfig(Section):
@@ -186,6 +200,24 @@ class EngineConfig(Section):
         return v
 
 
+class ScheduleConfig(Section):
+    """When the job runs on Kubernetes (`granite-batch submit`, the Helm chart); `run` ignores it."""
+
+    cron: str | None = Field(None, description="Cron schedule, e.g. `0 2 * * *`; null: one run, now.")
+    time_zone: str = Field("Etc/UTC", description="IANA time zone of the cron schedule.")
+    mode: Literal["raycronjob", "cronjob"] = Field(
+        "raycronjob", description="raycronjob: KubeRay's RayCronJob (1.6+, feature gate); cronjob: a CronJob creates the RayJob."
+    )
+    suspend: bool = Field(False, description="Keep the schedule but start no new runs.")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5 and not v.startswith("@"):
+            raise ValueError("a cron schedule has five fields (minute hour day-of-month month day-of-week)")
+        return v
+
+
 class RunConfig(Section):
     """How `granite-batch run` uses Ray (see docs/run.md)."""
 
@@ -200,6 +232,9 @@ class RunConfig(Section):
     retry_failed: bool = Field(False, description="Also redo recordings that failed in an earlier run (default: skipped).")
     progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal.")
     decode_cpus: float = Field(1.0, gt=0, description="CPUs per decode-and-block task.")
+    engine_start_timeout_s: float = Field(
+        1800.0, gt=0, description="Wait this long for the first engine worker (node scale-up, model download and load)."
+    )
 
 
 class JobConfig(BaseSettings):
@@ -218,6 +253,11 @@ class JobConfig(BaseSettings):
     prompt: PromptConfig = PromptConfig()
     engine: EngineConfig = EngineConfig()
     run: RunConfig = RunConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    def for_run(self, now: datetime) -> JobConfig:
+        """This config with the input's date placeholders resolved for a run started at `now`."""
+        return self.model_copy(update={"input": self.input.resolved(now)})
 
     @field_validator("input", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,7 @@ class _ParquetStream:
 def run_plan(
     cfg: JobConfig, out_dir: Path | None, workers: int, on_outcome: Callable[[Outcome], None] = lambda o: None
 ) -> PlanSummary:
+    cfg = cfg.for_run(datetime.now(timezone.utc))
     source = open_source(cfg.input, cfg.filters)
     summary = PlanSummary(source.stats)
     sinks: tuple[_ParquetStream, _ParquetStream] | None = None
