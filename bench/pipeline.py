@@ -64,7 +64,7 @@ def _cfg(model: str, prefix: str, out: str, endpoint: str, forced: float | None)
     return load_config(None, {
         "input.uri": f"s3://{BUCKET}/{prefix}", "input.endpoint_url": endpoint, "output.uri": out,
         "model.id": model, "engine.dtype": "bfloat16", "engine.batch_blocks": 16, "engine.force_tokens_per_s": forced,
-        "engine.pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 2}],
+        "engine.pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 4}],
         "run.num_cpus": 2, "run.object_store_gib": 0.5, "run.progress_every_s": 600, "output.commit_every_s": 30,
     })
 
@@ -87,19 +87,30 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     rows = [r for t in cut_batches(pa.Table.from_pylist(_recording_items(recs)), cfg, []) for r in t.to_pylist()
             if r["kind"] == "block"]
     audio_s = sum(r["end_s"] - r["start_s"] for r in rows)
-    # One untimed pass first: vLLM's CPU kernels set up per batch shape, and the bare run, which goes
-    # first, must not be charged for what the pipeline then finds ready.
+    # Warm-up: one block of every padded length (vLLM's CPU kernels set up per shape), untimed.
+    by_len = {round((r["end_s"] - r["start_s"]) / cfg.engine.pad_bucket_s + 0.4999): r for r in rows}
+    ray.get(handle.transcribe.remote(list(by_len.values())))
+    # The ceiling: the engine fed as well as the broker ever could, `slots` batches always queued
+    # (queued batches are merged into one engine pass, as in the pipeline).
     chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
-    ray.get([handle.transcribe.remote(c) for c in chunks])
+    slots = cfg.engine.pools[0].slots
+    bare_before = ray.get(handle.stats.remote())
     t0 = time.perf_counter()
-    # Every batch queued at once: the engine never waits for its next batch (the ceiling).
-    ray.get([handle.transcribe.remote(c) for c in chunks])
+    in_flight = [handle.transcribe.remote(c) for c in chunks[:slots]]
+    for c in chunks[slots:]:
+        _, in_flight = ray.wait(in_flight, num_returns=1)
+        in_flight.append(handle.transcribe.remote(c))
+    ray.get(in_flight)
     bare = time.perf_counter() - t0
+    before = ray.get(handle.stats.remote())
     t0 = time.perf_counter()
     report = run_job(cfg, lambda c: backend, err=io.StringIO())
     pipe = time.perf_counter() - t0
+    after = ray.get(handle.stats.remote())
     assert report.progress.ok == len(recs) and report.progress.segments == len(rows), report.progress.as_dict()
-    return {"blocks": len(rows), "audio_s": audio_s, "bare_s": bare, "pipeline_s": pipe}
+    return {"blocks": len(rows), "audio_s": audio_s, "bare_s": bare, "pipeline_s": pipe,
+            "engine_busy_s": after["busy_s"] - before["busy_s"], "engine_calls": after["calls"] - before["calls"],
+            "bare_calls": before["calls"] - bare_before["calls"]}
 
 
 def role_rss(model: str, endpoint: str, out: str, prefix: str) -> dict:
@@ -124,9 +135,10 @@ def _sub(*args: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="full-size model folder (default: build one in a temp folder, 4.3 GiB)")
-    p.add_argument("--recordings", type=int, default=6, help="recordings for the efficiency run (full model)")
+    p.add_argument("--recordings", type=int, default=16, help="recordings for the efficiency run (full model)")
     p.add_argument("--overhead-recordings", type=int, default=40, help="recordings for the overhead runs (tiny model; and 1/4 of it)")
     p.add_argument("--rss-base", type=int, default=10, help="N for the driver RSS runs (N and 10 N recordings)")
+    p.add_argument("--efficiency-only", action="store_true", help="stop after the efficiency run")
     p.add_argument("--role", choices=["versus", "rss"], help=argparse.SUPPRESS)
     p.add_argument("--endpoint", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -155,7 +167,10 @@ def main() -> None:
         eff = _sub("--role", "versus", "--model", full, "--endpoint", ep, "--out", f"s3://{BUCKET}/out-eff",
                    "--prefix", "eff", "--forced", str(TOKENS_PER_AUDIO_S))
         print(f"efficiency (full model, {eff['blocks']} blocks, {eff['audio_s']:.0f} s audio): bare engine "
-              f"{eff['bare_s']:.1f} s, pipeline {eff['pipeline_s']:.1f} s")
+              f"{eff['bare_s']:.1f} s in {eff['bare_calls']} engine passes, pipeline {eff['pipeline_s']:.1f} s, in which "
+              f"the engine was busy {eff['engine_busy_s']:.1f} s in {eff['engine_calls']} passes")
+        if args.efficiency_only:
+            return
         ovh = {}
         for prefix in ("ovh4", "ovh"):
             ovh[prefix] = r = _sub("--role", "versus", "--model", tiny, "--endpoint", ep, "--out", f"s3://{BUCKET}/out-{prefix}",

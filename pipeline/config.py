@@ -187,7 +187,7 @@ class EngineConfig(Section):
         None, gt=0, description="Benchmarks on random weights only: every output is exactly this many tokens per second."
     )
     pools: list[PoolConfig] = Field(
-        [PoolConfig(name="gpu", device="gpu"), PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16)],
+        [PoolConfig(name="gpu", device="gpu"), PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16, slots=4)],
         description="Engine worker pools of `granite-batch run`; all serve the same run.",
     )
 

@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import threading
+from concurrent.futures import Future
 import time
 import warnings
 from collections.abc import Iterator
@@ -112,8 +113,13 @@ class EngineWorker:
 
             torch.set_num_threads(max(1, int(pool.cpus)))
         self.cfg, self.pool, self.broker = cfg, pool.name, broker
+        self.busy_s, self.calls = 0.0, 0
         folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
         self.engine = make_engine(cfg.engine.kind, folder, cfg)
+        self._waiting: list[tuple[list[dict[str, Any]], Future[list[dict[str, Any]]]]] = []
+        self._wake = threading.Condition()
+        # One thread runs the engine (vLLM's LLM is not thread-safe); calls only queue work.
+        threading.Thread(target=self._serve, daemon=True, name="engine").start()
 
     def ready(self) -> str:
         return self.revision
@@ -121,12 +127,44 @@ class EngineWorker:
     def transcribe(self, rows: list[dict[str, Any]], slot: tuple[int, int, str] | None = None) -> list[dict[str, Any]]:
         """Results for `rows`; gives `slot` back to the broker when done. The engine, not the
         dispatcher, releases it: a dispatcher waiting for its next slot must not hold finished
-        ones (that deadlocks), and the slots of an engine that died for good are gone with it."""
+        ones (that deadlocks), and the slots of an engine that died for good are gone with it.
+
+        Calls waiting here (up to `pool.slots`: the actor is threaded) are merged into one engine
+        pass: partial batches from several dispatchers become one larger batch, as vLLM prefers."""
+        done: Future[list[dict[str, Any]]] = Future()
+        with self._wake:
+            self._waiting.append((rows, done))
+            self._wake.notify()
         try:
-            return self._transcribe(rows)
+            return done.result()
         finally:
             if slot is not None:
                 self.broker.release.remote(slot)
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting:
+                    self._wake.wait()
+                work, self._waiting = self._waiting, []
+            t0 = time.perf_counter()
+            try:
+                results = self._transcribe([r for rows, _ in work for r in rows])
+            except BaseException as err:  # every caller gets the error (and the dispatcher's failed rows)
+                for _, done in work:
+                    done.set_exception(err)
+                continue
+            finally:
+                self.busy_s += time.perf_counter() - t0
+                self.calls += 1
+            i = 0
+            for rows, done in work:
+                done.set_result(results[i : i + len(rows)])
+                i += len(rows)
+
+    def stats(self) -> dict[str, float]:
+        """Seconds spent transcribing and engine passes made (how busy the pipeline kept this engine)."""
+        return {"busy_s": self.busy_s, "calls": self.calls}
 
     def _transcribe(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from .engines import PromptSpec, requests_for
@@ -250,7 +288,7 @@ class RayBackend:
             self.pools[pool.name] = 0
             actor = ray.remote(EngineWorker).options(
                 num_cpus=pool.cpus, num_gpus=pool.gpus if pool.device == "gpu" else 0, resources=pool.resources or None,
-                max_restarts=2, max_task_retries=2,
+                max_restarts=2, max_task_retries=2, max_concurrency=pool.slots + 2,  # + ready/stats
             )
             for k in range(n):
                 key = f"{pool.name}-{k}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.config import ConfigError, JobConfig, load_config
@@ -97,3 +99,19 @@ def test_lowercase_env_typo_is_rejected(monkeypatch):
     monkeypatch.setenv("granite_batch_blokcs__max_s", "3")
     with pytest.raises(ConfigError, match="unknown key `blokcs`"):
         load_config(None, {"input.uri": "x"})
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_job_files_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.input.uri and (cfg.output.uri or path.name == "local-demo.yaml")
+
+
+def test_schedule_and_date_placeholders():
+    from datetime import datetime, timezone
+
+    cfg = load_config(None, {"input.uri": "s3://calls/{date:%Y/%m/%d}/", "schedule.cron": "0 2 * * *"})
+    assert cfg.for_run(datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)).input.uri == "s3://calls/2026/02/28/"
+    assert cfg.schedule.mode == "raycronjob" and cfg.schedule.time_zone == "Etc/UTC"
+    with pytest.raises(ConfigError, match="five fields"):
+        load_config(None, {"input.uri": "x", "schedule.cron": "every night"})
