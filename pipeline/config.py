@@ -67,6 +67,10 @@ class OutputConfig(Section):
         60.0, gt=0, description="Finished recordings are committed at least this often (one Parquet file per commit)."
     )
     commit_rows: int = Field(200_000, ge=1, description="...or as soon as this many segment rows are waiting.")
+    lock_stale_s: float = Field(
+        600.0, gt=0, description="A run holds `_lock.json` and refreshes it at every commit; a lock older than "
+        "this is a dead run's and is taken over (a live one refuses a second run on the same output)."
+    )
 
 
 class FiltersConfig(Section):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -89,8 +90,10 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     started_at = datetime.now(timezone.utc)
     cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)
-    store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region)
+    store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url,
+                        cfg.output.region or cfg.input.region, cfg.output.lock_stale_s)
     recovered = store.prepare(run_id)
+    heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err)
     listing = _counted(open_source(cfg.input, cfg.filters).recordings(), run.progress)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
@@ -108,6 +111,7 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     finally:
         if backend is not None:
             backend.close()
+        heartbeat.stop()
     run.progress.listing_done = True
     run.committer.flush()
     run.printer.final()
@@ -115,6 +119,7 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     info = manifest(cfg, run_id, started_at, backend.model_revisions if backend else [], engines,
                     run.progress.as_dict(), recovered)
     uri = store.write_manifest(run_id, info)
+    store.release(run_id)
     print(run.progress.summary(run_id, cfg.output.uri), file=err)
     return RunReport(run_id, uri, run.progress)
 
@@ -163,6 +168,26 @@ class _Run:
     def _settle(self, s: Settled) -> None:
         self.committer.add(s)
         self.progress.add(s.recording, self.size_of.pop(s.recording["recording_id"], 0))
+
+
+class _Heartbeat:
+    """Keeps the output's lock fresh while the run lives, engine start-up included."""
+
+    def __init__(self, store: OutputStore, run_id: str, every_s: float) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store, run_id, every_s), daemon=True)
+        self._thread.start()
+
+    def _beat(self, store: OutputStore, run_id: str, every_s: float) -> None:
+        while not self._stopped.wait(every_s):
+            try:
+                store.heartbeat(run_id)
+            except OSError as err:  # the next commit will fail loudly if the store is really gone
+                print(f"warning: cannot refresh the output lock: {err}", file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
 
 
 class _counted:

@@ -150,9 +150,16 @@ class EngineWorker:
             t0 = time.perf_counter()
             try:
                 results = self._transcribe([r for rows, _ in work for r in rows])
-            except BaseException as err:  # every caller gets the error (and the dispatcher's failed rows)
-                for _, done in work:
-                    done.set_exception(err)
+            except Exception as err:
+                if len(work) == 1:
+                    work[0][1].set_exception(err)
+                    continue
+                # One caller's bad input must not fail the others merged with it: each alone.
+                for rows, done in work:
+                    try:
+                        done.set_result(self._transcribe(rows))
+                    except Exception as one:
+                        done.set_exception(one)
                 continue
             finally:
                 self.busy_s += time.perf_counter() - t0
@@ -184,6 +191,11 @@ class EngineWorker:
         return out
 
 
+def _failed(r: dict[str, Any], engine: str, error: str) -> dict[str, Any]:
+    return _result_row(r, text="", keywords=[], engine=engine, model_revision="", finish_reason="", output_tokens=0,
+                       error=error)
+
+
 def _result_row(r: dict[str, Any], **values: Any) -> dict[str, Any]:
     row = {k: r.get(k) for k in ("kind", "recording_id", "channel", "channel_label", "index", "start_s", "end_s", "outcome")}
     row.update(values)
@@ -192,11 +204,14 @@ def _result_row(r: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 class Broker:
     """Free engine slots, earliest pool first. An async actor: `acquire` waits without a thread.
-    Slots are added as engine workers become ready (nodes of an autoscaling cluster come later)."""
+    Slots are added as engine workers become ready (nodes of an autoscaling cluster come later),
+    and removed when an engine has died for good."""
 
     def __init__(self) -> None:
         self._free: asyncio.PriorityQueue[tuple[int, int, str]] | None = None
         self._seq = 0
+        self._retired: set[str] = set()
+        self._starved = False  # an acquire timed out: no engine left; fail fast until one is added
 
     def _queue(self) -> asyncio.PriorityQueue[tuple[int, int, str]]:
         if self._free is None:  # created inside the actor's event loop
@@ -204,22 +219,42 @@ class Broker:
         return self._free
 
     async def add(self, slots: list[tuple[int, str]]) -> None:
+        self._starved = False
         for prio, key in slots:
             await self.release((prio, 0, key))
 
-    async def acquire(self) -> tuple[int, int, str]:
-        return await self._queue().get()
+    async def acquire(self, timeout_s: float) -> tuple[int, int, str] | None:
+        """A free slot, or None when none came within `timeout_s` (every engine dead or gone)."""
+        q = self._queue()
+        if self._starved and q.empty():
+            return None
+        try:
+            return await asyncio.wait_for(q.get(), timeout_s)
+        except asyncio.TimeoutError:
+            self._starved = True
+            return None
 
     async def release(self, slot: tuple[int, int, str]) -> None:
+        if slot[2] in self._retired:
+            return
         self._seq += 1
         self._queue().put_nowait((slot[0], self._seq, slot[2]))
+
+    async def retire(self, key: str) -> None:
+        """The engine died for good: its queued slots must not send more batches to it."""
+        self._retired.add(key)
+        q = self._queue()
+        kept = [q.get_nowait() for _ in range(q.qsize())]
+        for slot in kept:
+            if slot[2] != key:
+                q.put_nowait(slot)
 
 
 class Dispatch:
     """Ray Data actor (0 CPUs): sends each batch's blocks to engines through the broker."""
 
-    def __init__(self, broker: Any, engines: dict[str, tuple[Any, int]]) -> None:
-        self.broker, self.engines = broker, engines
+    def __init__(self, broker: Any, engines: dict[str, tuple[Any, int]], wait_s: float) -> None:
+        self.broker, self.engines, self.wait_s = broker, engines, wait_s
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import ray
@@ -231,7 +266,11 @@ class Dispatch:
         pending: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
         i = 0
         while i < len(blocks):
-            slot = ray.get(self.broker.acquire.remote())
+            slot = ray.get(self.broker.acquire.remote(self.wait_s))
+            if slot is None:  # no engine left: these blocks fail (their recordings get a reason), the run ends
+                error = f"no engine worker available for {self.wait_s:g} s (all failed or never started)"
+                out.extend(_failed(r, "", error) for r in blocks[i:])
+                break
             handle, size = self.engines[slot[2]]
             chunk, i = blocks[i : i + size], i + size
             pending[handle.transcribe.remote(chunk, slot)] = (slot[2], chunk)
@@ -239,9 +278,10 @@ class Dispatch:
             try:
                 out.extend(ray.get(ref))
             except Exception as err:  # the engine died and its retries ran out: failed, not lost
+                if isinstance(err, ray.exceptions.ActorDiedError):
+                    ray.get(self.broker.retire.remote(engine))
                 msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-                out.extend(_result_row(r, text="", keywords=[], engine=engine, model_revision="", finish_reason="",
-                                       output_tokens=0, error=msg) for r in chunk)
+                out.extend(_failed(r, engine, msg) for r in chunk)
         return pa.Table.from_pylist([{**r, "error": r.get("error", "")} for r in out], RESULT)
 
 
@@ -325,7 +365,9 @@ class RayBackend:
                 if first:
                     raise EngineStartError(f"no engine worker became ready within run.engine_start_timeout_s "
                                            f"({self.cfg.run.engine_start_timeout_s:g} s); waiting: {waiting}")
-                log.warning("engine workers never became ready: %s", waiting)
+                log.warning("engine workers never became ready, giving up on them: %s", waiting)
+                for key in pending.values():  # or the autoscaler keeps their (GPU) nodes for the whole run
+                    ray.kill(self.handles[key][0])
                 return
             key = pending.pop(ready[0])
             try:
@@ -359,7 +401,8 @@ class RayBackend:
             )
         ds = ds.map_batches(
             Dispatch, batch_size=cfg.engine.batch_blocks, batch_format="pyarrow", num_cpus=0,
-            fn_constructor_kwargs={"broker": self.broker, "engines": self.handles},
+            fn_constructor_kwargs={"broker": self.broker, "engines": self.handles,
+                                   "wait_s": cfg.run.engine_start_timeout_s},
             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(recordings))),
         )
         for row in ds.iter_rows():

@@ -14,7 +14,7 @@ Commit protocol, per batch of settled recordings (docs/run.md#commits):
 A run first finishes every marker it finds (step 3 is idempotent) and deletes staging files that
 no marker names (a run killed before step 2). So readers of `segments/` only ever see whole
 files of committed batches, and a recording is either in exactly one committed batch or redone.
-One run per output prefix at a time: a second concurrent run would delete the first's staging.
+One run per output prefix at a time, enforced by `_lock.json` (see `_take_lock`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +65,9 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
 
 
 class OutputStore:
-    def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None) -> None:
-        self.uri = uri.rstrip("/")
+    def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None,
+                 lock_stale_s: float = 600.0) -> None:
+        self.uri, self.lock_stale_s = uri.rstrip("/"), lock_stale_s
         self.fs, self.root = open_filesystem(uri, endpoint_url, region)
 
     def _p(self, *parts: str) -> str:
@@ -77,10 +79,7 @@ class OutputStore:
         Returns (commits finished, orphan files removed)."""
         try:
             self.fs.create_dir(self._p("_staging"))
-            probe = self._p("_staging", f".probe-{run_id}")
-            with self.fs.open_output_stream(probe) as f:
-                f.write(b"ok")
-            self.fs.delete_file(probe)
+            self._take_lock(run_id)  # also proves the store is writable
             finished = 0
             for marker in self._list("_commits", ".json"):
                 self._finish(marker)
@@ -91,6 +90,41 @@ class OutputStore:
             return finished, len(orphans)
         except OSError as err:
             raise OutputError(f"output {self.uri} is not usable: {err}") from None
+
+    # -- one run per output at a time -----------------------------------------------------------
+    def _take_lock(self, run_id: str) -> None:
+        """`_lock.json` names the run writing here; the driver refreshes it (`heartbeat`) all along.
+        A fresh lock of another run refuses this one: two runs would delete each other's staging
+        files and transcribe the same recordings twice (a schedule whose runs overlap). A lock not
+        refreshed for `lock_stale_s` is a run that died, and is taken over."""
+        path = self._p("_lock.json")
+        try:
+            with self.fs.open_input_stream(path) as f:
+                held = json.loads(f.read())
+        except (FileNotFoundError, ValueError, KeyError):
+            held = None
+        except OSError as err:
+            if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+                raise OutputError(f"cannot read {self.uri}/_lock.json: {err}") from None
+            held = None
+        if held and held.get("run_id") != run_id:
+            age = time.time() - float(held.get("heartbeat", 0))
+            if age < self.lock_stale_s:
+                raise OutputError(
+                    f"run {held.get('run_id')} is writing to {self.uri} (last heartbeat {age:.0f} s ago); one run per "
+                    f"output at a time. If it died, this lock expires {self.lock_stale_s - age:.0f} s from now."
+                )
+        self.heartbeat(run_id)
+
+    def heartbeat(self, run_id: str) -> None:
+        with self.fs.open_output_stream(self._p("_lock.json")) as f:
+            f.write(json.dumps({"run_id": run_id, "heartbeat": time.time()}).encode())
+
+    def release(self, run_id: str) -> None:
+        try:
+            self.fs.delete_file(self._p("_lock.json"))
+        except OSError as err:
+            log.warning("could not remove %s/_lock.json: %s", self.uri, err)
 
     def history(self) -> dict[str, Done]:
         """recording_id -> its latest ok/failed settlement by earlier runs."""

@@ -185,7 +185,7 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
     tmp, job, _, _ = clean_run
     out = tmp_path / "out"
     job2 = write_job(tmp_path / "job.yaml", Path(load_config(job).model.id), _Endpoint(load_config(job).input.endpoint_url),
-                     output__commit_every_s=0.01)
+                     output__commit_every_s=0.01, output__lock_stale_s=4)
     p = granite("run", "--config", str(job2), "--output", str(out))
     deadline = time.monotonic() + 240
     while not list((out / "segments").rglob("*.parquet")):  # killed after its first commit
@@ -196,6 +196,9 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
     os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
     first = read(out, "recordings").to_pylist()
     assert 0 < len(first) < len(inputs), "the kill came after the run had finished"
+    rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
+    assert rc == 3 and "is writing to" in err  # the dead run's lock is still fresh: refused...
+    time.sleep(4.2)  # ...until it goes stale (output.lock_stale_s=4 here, 600 s by default)
     rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
     assert rc in (0, 1), err[-3000:]  # 0 when the bad files had been settled before the kill
     rec = read(out, "recordings").to_pylist()

@@ -33,12 +33,13 @@ def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[dict], list[dic
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path) -> OutputStore:
+    # lock_stale_s=0: these tests play several runs in a row, each "killed" (the lock has its own test)
     if request.param == "local":
-        return OutputStore(str(tmp_path / "out"))
+        return OutputStore(str(tmp_path / "out"), lock_stale_s=0)
     svc = request.getfixturevalue("moto")
     bucket = f"sink-{tmp_path.name.lower().replace('_', '-')[-40:]}"
     upload_tree(svc, bucket, "x", {})
-    return OutputStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url)
+    return OutputStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url, lock_stale_s=0)
 
 
 def _count(store: OutputStore, dataset: str) -> int:
@@ -139,3 +140,18 @@ def _raise(exc: type[BaseException]):
         raise exc()
 
     return f
+
+
+def test_one_run_per_output_at_a_time(store):
+    store.prepare("r1")
+    store.lock_stale_s = 600
+    with pytest.raises(OutputError, match="run r1 is writing to"):
+        store.prepare("r2")
+    store.lock_stale_s = 0.01  # r1 died: its lock goes stale and is taken over
+    import time
+
+    time.sleep(0.05)
+    assert store.prepare("r2") == (0, 0)
+    store.release("r2")
+    store.lock_stale_s = 600
+    assert store.prepare("r3") == (0, 0)  # released: free at once

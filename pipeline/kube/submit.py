@@ -96,6 +96,17 @@ def apply(docs: list[dict[str, Any]], api: Any) -> list[str]:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
+    for d in docs:  # a one-off run that exists already: refuse before changing anything (its ConfigMap)
+        if d["kind"] == "RayJob" and d["metadata"].get("name"):
+            try:
+                client.CustomObjectsApi(api).get_namespaced_custom_object(
+                    RAY_GROUP, RAY_VERSION, d["metadata"]["namespace"], "rayjobs", d["metadata"]["name"])
+            except ApiException as err:
+                if err.status != 404:
+                    raise SubmitError(f"reading RayJob {d['metadata']['name']}: {err.status} {err.reason}") from None
+            else:
+                raise SubmitError(f"RayJob {d['metadata']['name']} exists already (a run is not edited): "
+                                  "delete it, or submit with --name")
     done = []
     for d in docs:
         kind, name, ns = d["kind"], d["metadata"].get("name"), d["metadata"]["namespace"]
@@ -135,7 +146,9 @@ def submit_manifest(manifest: Path, namespace: str | None, api: Any) -> str:
     meta["namespace"] = namespace or (SA_NAMESPACE.read_text().strip() if SA_NAMESPACE.is_file() else "default")
     # Named after the minute, not generateName: a launcher pod retried by its Job within the
     # same schedule tick gets "exists" instead of starting a second run.
-    meta["name"] = f"{meta.pop('generateName', 'granite-batch-')}{datetime.now(timezone.utc):%Y%m%d-%H%M}"
+    # KubeRay refuses RayJob names over 47 characters (it derives other names from them).
+    prefix = meta.pop("generateName", "granite-batch-")[:33].rstrip("-") + "-"
+    meta["name"] = f"{prefix}{datetime.now(timezone.utc):%Y%m%d-%H%M}"
     try:
         return apply([doc], api)[0]
     except SubmitError as err:
