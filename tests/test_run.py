@@ -264,3 +264,26 @@ def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
     rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 3 and "run failed: engine worker a-0 failed to start" in err, err[-3000:]
     assert not list((tmp_path / "out").glob("segments/*/*.parquet"))
+
+
+def test_s3_faults_are_retried_and_the_output_matches_a_clean_run(clean_run, moto, tmp_path, inputs):
+    """Throttling (503 SlowDown), connection resets and bodies cut mid-transfer on a share of all
+    S3 requests, input and output: the result must equal the clean run's."""
+    import pyarrow.fs as pafs
+
+    from tests.services.fault_proxy import FaultProxy
+
+    tmp, job, _, _ = clean_run
+    host, port = moto.endpoint_url.split("://")[1].split(":")
+    upload_tree(moto, "faulted", "keep", {})
+    with FaultProxy(upstream=(host, int(port))) as proxy:
+        faulty = write_job(tmp_path / "job.yaml", Path(load_config(job).model.id), _Endpoint(proxy.endpoint_url))
+        rc, _, err = finish(granite("run", "--config", str(faulty), "--output", "s3://faulted/out"))
+    assert rc == 1 and "3 failed" in err, err[-3000:]  # the three bad files, nothing else
+    assert proxy.injected["slowdown"] and proxy.injected["reset"] and proxy.injected["cut"], proxy.injected
+    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", access_key=moto.access_key,
+                           secret_key=moto.secret_key, region=moto.region)
+    seg = ds.dataset("faulted/out/segments", filesystem=fs, partitioning="hive").to_table().to_pylist()
+    clean = read(tmp / "out", "segments").to_pylist()
+    assert {tuple(r[k] for k in KEY): r["text"] for r in seg} == {tuple(r[k] for k in KEY): r["text"] for r in clean}
+    assert len(seg) == len(clean)

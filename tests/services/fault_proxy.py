@@ -1,0 +1,124 @@
+"""A fault-injecting HTTP proxy in front of an S3 server, on loopback only.
+
+Every request gets its own upstream connection (the proxy answers with `Connection: close`), and a
+seeded random draw decides its fate:
+- `slowdown`: answer 503 SlowDown (S3 throttling) without forwarding;
+- `reset`: read the request, then reset the connection (RST) without answering;
+- `cut`: forward it, relay half of the response, then reset (a body cut off mid-transfer);
+- otherwise forward it untouched.
+Clients must retry all three: botocore's standard mode, pyarrow's AWS retry strategy, and our
+ranged reader's body retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+@dataclass
+class FaultProxy:
+    upstream: tuple[str, int]
+    slowdown: float = 0.15
+    reset: float = 0.08
+    cut: float = 0.05
+    seed: int = 7
+    injected: Counter[str] = field(default_factory=Counter)
+    port: int = 0
+
+    def __enter__(self) -> FaultProxy:
+        self._rng = random.Random(self.seed)
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        started.wait(10)
+        return self
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    @property
+    def faults(self) -> int:
+        return sum(self.injected.values())
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length, expect = 0, False
+            lines = head.split(b"\r\n")
+            kept = [lines[0]]
+            for line in lines[1:]:
+                name = line.split(b":", 1)[0].strip().lower()
+                if name == b"content-length":
+                    length = int(line.split(b":", 1)[1])
+                expect |= name == b"expect"
+                if name not in (b"connection", b"keep-alive", b"expect"):
+                    kept.append(line)
+            if expect:  # answer "100-continue" here: the upstream never sees the Expect header
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await writer.drain()
+            body = await reader.readexactly(length) if length else b""
+            draw = self._rng.random()
+            if draw < self.slowdown:
+                self.injected["slowdown"] += 1
+                writer.write(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(SLOWDOWN), SLOWDOWN))
+                await writer.drain()
+                return
+            if draw < self.slowdown + self.reset:
+                self.injected["reset"] += 1
+                _rst(writer)
+                return
+            cut = draw < self.slowdown + self.reset + self.cut
+            request = b"\r\n".join([*[k for k in kept if k], b"Connection: close", b"", b""]) + body
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            up_writer.write(request)
+            await up_writer.drain()
+            response = await up_reader.read()  # upstream closes after one response (Connection: close)
+            up_writer.close()
+            if cut and len(response) > 200:
+                self.injected["cut"] += 1
+                writer.write(response[: len(response) // 2])
+                await writer.drain()
+                _rst(writer)
+                return
+            writer.write(response)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            if not writer.is_closing():
+                writer.close()
+
+
+def _rst(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a dropped connection looks to the client."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
