@@ -192,16 +192,14 @@ def status(name: str, namespace: str, api: Any) -> tuple[list[str], list[RunStat
         if err.status != 404:
             raise SubmitError(f"reading CronJob {name}: {err.status} {err.reason}") from None
     try:
-        items = custom.list_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs",
-                                                     label_selector=f"app.kubernetes.io/instance={name}")["items"]
+        every = custom.list_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs")["items"]
     except ApiException as err:
         hint = ": is the KubeRay operator (its CRDs) installed?" if err.status == 404 else ""
         raise SubmitError(f"listing RayJobs in {namespace}: {err.status} {err.reason}{hint}") from None
-    try:
-        items.append(custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name))
-    except ApiException as err:
-        if err.status != 404:
-            raise SubmitError(f"reading RayJob {name}: {err.status} {err.reason}") from None
+    # Ours: the one-off run itself, runs our launcher labelled, and runs a RayCronJob named after
+    # itself (its jobTemplate carries no labels of ours).
+    items = [o for o in every if o["metadata"]["name"] == name or o["metadata"]["name"].startswith(f"{name}-")
+             or (o["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == name]
     runs: dict[str, RunState] = {}
     for o in items:
         st = o.get("status", {})
