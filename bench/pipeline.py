@@ -64,7 +64,7 @@ def _cfg(model: str, prefix: str, out: str, endpoint: str, forced: float | None)
     return load_config(None, {
         "input.uri": f"s3://{BUCKET}/{prefix}", "input.endpoint_url": endpoint, "output.uri": out,
         "model.id": model, "engine.dtype": "bfloat16", "engine.batch_blocks": 16, "engine.force_tokens_per_s": forced,
-        "engine.pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 4}],
+        "engine.pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 4, "gather_s": 1.0}],
         "run.num_cpus": 2, "run.object_store_gib": 0.5, "run.progress_every_s": 600, "output.commit_every_s": 30,
     })
 

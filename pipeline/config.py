@@ -165,6 +165,10 @@ class PoolConfig(Section):
     )
     slots: int = Field(2, ge=1, description="Batches queued per worker (2: the next batch is ready when one ends).")
     batch_blocks: int | None = Field(None, ge=1, description="Blocks per engine call; null: engine.batch_blocks.")
+    gather_s: float = Field(
+        0.0, ge=0, description="When fewer than `slots` batches wait, wait this long for more before an engine pass "
+        "(CPU passes have a large fixed cost: merging the first batches of a run saves whole passes)."
+    )
 
 
 class EngineConfig(Section):
@@ -191,7 +195,7 @@ class EngineConfig(Section):
         None, gt=0, description="Benchmarks on random weights only: every output is exactly this many tokens per second."
     )
     pools: list[PoolConfig] = Field(
-        [PoolConfig(name="gpu", device="gpu"), PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16, slots=4)],
+        [PoolConfig(name="gpu", device="gpu"), PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16, slots=4, gather_s=1.0)],
         description="Engine worker pools of `granite-batch run`; all serve the same run.",
     )
 

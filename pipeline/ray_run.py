@@ -113,6 +113,7 @@ class EngineWorker:
 
             torch.set_num_threads(max(1, int(pool.cpus)))
         self.cfg, self.pool, self.broker = cfg, pool.name, broker
+        self.slots, self.gather_s = pool.slots, pool.gather_s
         self.busy_s, self.calls = 0.0, 0
         folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
         self.engine = make_engine(cfg.engine.kind, folder, cfg)
@@ -146,6 +147,10 @@ class EngineWorker:
             with self._wake:
                 while not self._waiting:
                     self._wake.wait()
+                # A thin queue (the run is filling up): give other calls `gather_s` to join this pass.
+                deadline = time.monotonic() + self.gather_s
+                while len(self._waiting) < self.slots and time.monotonic() < deadline:
+                    self._wake.wait(deadline - time.monotonic())
                 work, self._waiting = self._waiting, []
             t0 = time.perf_counter()
             try:

@@ -47,7 +47,7 @@ app.kubernetes.io/part-of: granite-batch
 {{- $pools = append $pools (dict "name" "gpu" "device" "gpu" "replicas" (mul .Values.workers.gpu.maxReplicas .Values.workers.gpu.gpusPerWorker) "gpus" 1 "cpus" 1) }}
 {{- end }}
 {{- if .Values.workers.cpu.enabled }}
-{{- $pools = append $pools (dict "name" "cpu" "device" "cpu" "replicas" .Values.workers.cpu.maxReplicas "cpus" .Values.workers.cpu.engineCpus "gpus" 0 "batch_blocks" 16 "slots" 4 "resources" (dict "vllm_cpu" 1)) }}
+{{- $pools = append $pools (dict "name" "cpu" "device" "cpu" "replicas" .Values.workers.cpu.maxReplicas "cpus" .Values.workers.cpu.engineCpus "gpus" 0 "batch_blocks" 16 "slots" 4 "gather_s" 1.0 "resources" (dict "vllm_cpu" 1)) }}
 {{- end }}
 {{- $model := dict "cache_dir" "/cache/models" }}
 {{- if eq .Values.model.source "hub" }}
