@@ -93,14 +93,13 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url,
                         cfg.output.region or cfg.input.region, cfg.output.lock_stale_s)
     recovered = store.prepare(run_id)
-    heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err)
+    heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
     listing = _counted(open_source(cfg.input, cfg.filters).recordings(), run.progress)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
     try:
         for window in windows(listing, cfg.run.window_recordings):
             todo = run.skip_done(window)
-            run.progress.listing_done = listing.done
             if todo:
                 backend = backend or start_backend(cfg)
                 run.transcribe(backend, todo)
@@ -112,7 +111,6 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
         if backend is not None:
             backend.close()
         heartbeat.stop()
-    run.progress.listing_done = True
     run.committer.flush()
     run.printer.final()
     engines = {"ready": backend.pools, "failed": backend.failed_engines} if backend else {}
@@ -190,17 +188,12 @@ class _Heartbeat:
         self._thread.join(timeout=5)
 
 
-class _counted:
+def _counted(recs: Iterable[Recording], progress: Progress) -> Iterator[Recording]:
     """The listing, counted as it is consumed (the total is known only at its end)."""
-
-    def __init__(self, recs: Iterable[Recording], progress: Progress) -> None:
-        self._it, self._progress, self.done = iter(recs), progress, False
-
-    def __iter__(self) -> Iterator[Recording]:
-        for rec in self._it:
-            self._progress.listed_one(rec.size_bytes)
-            yield rec
-        self.done = True
+    for rec in recs:
+        progress.listed_one(rec.size_bytes)
+        yield rec
+    progress.listing_done = True
 
 
 class _Printer:

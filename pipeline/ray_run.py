@@ -23,10 +23,10 @@ import logging
 import os
 import pickle
 import threading
-from concurrent.futures import Future
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -192,11 +192,12 @@ class EngineWorker:
         for r, res in zip(rows, self.engine.transcribe(requests)):
             out.append(_result_row(r, text=res.text, keywords=list(res.keywords), engine=self.pool,
                                    model_revision=self.revision, finish_reason=res.finish_reason,
-                                   output_tokens=res.output_tokens))
+                                   output_tokens=res.output_tokens, error=""))
         return out
 
 
-def _failed(r: dict[str, Any], engine: str, error: str) -> dict[str, Any]:
+def _no_text(r: dict[str, Any], engine: str = "", error: str = "") -> dict[str, Any]:
+    """A result row without a transcript: an outcome passing through, or a block whose engine failed."""
     return _result_row(r, text="", keywords=[], engine=engine, model_revision="", finish_reason="", output_tokens=0,
                        error=error)
 
@@ -265,8 +266,7 @@ class Dispatch:
         import ray
 
         rows = batch.to_pylist()
-        out = [_result_row(r, text="", keywords=[], engine="", model_revision="", finish_reason="", output_tokens=0,
-                           error="") for r in rows if r["kind"] != "block"]
+        out = [_no_text(r) for r in rows if r["kind"] != "block"]
         blocks = [r for r in rows if r["kind"] == "block"]
         pending: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
         i = 0
@@ -274,7 +274,7 @@ class Dispatch:
             slot = ray.get(self.broker.acquire.remote(self.wait_s))
             if slot is None:  # no engine left: these blocks fail (their recordings get a reason), the run ends
                 error = f"no engine worker available for {self.wait_s:g} s (all failed or never started)"
-                out.extend(_failed(r, "", error) for r in blocks[i:])
+                out.extend(_no_text(r, error=error) for r in blocks[i:])
                 break
             handle, size = self.engines[slot[2]]
             chunk, i = blocks[i : i + size], i + size
@@ -286,8 +286,8 @@ class Dispatch:
                 if isinstance(err, ray.exceptions.ActorDiedError):
                     ray.get(self.broker.retire.remote(engine))
                 msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-                out.extend(_failed(r, engine, msg) for r in chunk)
-        return pa.Table.from_pylist([{**r, "error": r.get("error", "")} for r in out], RESULT)
+                out.extend(_no_text(r, engine, msg) for r in chunk)
+        return pa.Table.from_pylist(out, RESULT)
 
 
 # -- the backend the driver uses -------------------------------------------------------------------

@@ -98,15 +98,13 @@ class OutputStore:
         files and transcribe the same recordings twice (a schedule whose runs overlap). A lock not
         refreshed for `lock_stale_s` is a run that died, and is taken over."""
         path = self._p("_lock.json")
-        try:
+        held = None
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
             with self.fs.open_input_stream(path) as f:
-                held = json.loads(f.read())
-        except (FileNotFoundError, ValueError, KeyError):
-            held = None
-        except OSError as err:
-            if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
-                raise OutputError(f"cannot read {self.uri}/_lock.json: {err}") from None
-            held = None
+                try:
+                    held = json.loads(f.read())
+                except ValueError:  # torn by a killed writer: no run holds it
+                    held = None
         if held and held.get("run_id") != run_id:
             age = time.time() - float(held.get("heartbeat", 0))
             if age < self.lock_stale_s:
@@ -137,12 +135,9 @@ class OutputStore:
                                      filter=ds.field("status") != "skipped")
         except (OSError, pa.ArrowInvalid) as err:
             raise OutputError(f"cannot read earlier runs from {self.uri}/recordings: {err}") from None
-        done: dict[str, Done] = {}
-        order = sorted(range(table.num_rows), key=lambda i: table["processed_at"][i].as_py())
+        table = table.sort_by("processed_at")  # a later settlement (a retried failure) wins
         ids, status, runs = (table[c].to_pylist() for c in ("recording_id", "status", "run_id"))
-        for i in order:  # a later settlement (a retried failure) wins
-            done[ids[i]] = Done(status[i], runs[i])
-        return done
+        return {rid: Done(st, run) for rid, st, run in zip(ids, status, runs)}
 
     # -- during a run -------------------------------------------------------------------------
     def commit(self, run_id: str, seq: int, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]) -> None:

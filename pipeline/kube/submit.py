@@ -174,15 +174,14 @@ def status(name: str, namespace: str, api: Any) -> tuple[list[str], list[RunStat
 
     custom = client.CustomObjectsApi(api)
     head: list[str] = []
-    for kind, plural in (("RayCronJob", "raycronjobs"),):
-        try:
-            obj = custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, plural, name)
-        except ApiException as err:
-            if err.status != 404:
-                raise SubmitError(f"reading {kind} {name}: {err.status} {err.reason}") from None
-            continue
+    try:
+        obj = custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "raycronjobs", name)
+    except ApiException as err:
+        if err.status != 404:
+            raise SubmitError(f"reading RayCronJob {name}: {err.status} {err.reason}") from None
+    else:
         spec, st = obj.get("spec", {}), obj.get("status", {})
-        head.append(f"{kind} {name}: schedule {spec.get('schedule')!r} ({spec.get('timeZone', 'UTC')}), "
+        head.append(f"RayCronJob {name}: schedule {spec.get('schedule')!r} ({spec.get('timeZone', 'UTC')}), "
                     f"suspended={bool(spec.get('suspend'))}, last run {st.get('lastScheduleTime', 'never')}")
     try:
         cron = client.BatchV1Api(api).read_namespaced_cron_job(name, namespace)
