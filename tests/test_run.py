@@ -181,21 +181,32 @@ def test_a_rerun_does_no_new_work(clean_run, inputs):
     assert "EngineWorker" not in err and time.monotonic() - t0 < 60  # no engine was started
 
 
-def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, inputs):
+def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, moto, inputs):
+    from tests.services.fault_proxy import FaultProxy
+
     tmp, job, _, _ = clean_run
     out = tmp_path / "out"
-    job2 = write_job(tmp_path / "job.yaml", Path(load_config(job).model.id), _Endpoint(load_config(job).input.endpoint_url),
-                     output__commit_every_s=0.01, output__lock_stale_s=4)
-    p = granite("run", "--config", str(job2), "--output", str(out))
-    deadline = time.monotonic() + 240
-    while not list((out / "segments").rglob("*.parquet")):  # killed after its first commit
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-3000:]
-        time.sleep(0.05)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
+    model = Path(load_config(job).model.id)
+    host, port = moto.endpoint_url.split("://")[1].split(":")
+    # One file's GETs are held at a proxy, so the kill always lands with work pending (on a fast
+    # machine the whole run once fitted in its first commit). Two decode slots: the held file
+    # takes one, the rest flow through the other.
+    with FaultProxy(upstream=(host, int(port)), slowdown=0, reset=0, cut=0, hold="voicemail-0005.mp3") as proxy:
+        held = write_job(tmp_path / "held.yaml", model, _Endpoint(proxy.endpoint_url), output__commit_every_s=0.01,
+                         output__lock_stale_s=4, run__decode_cpus=0.5)
+        p = granite("run", "--config", str(held), "--output", str(out))
+        deadline = time.monotonic() + 240
+        while not list((out / "segments").rglob("*.parquet")):  # killed after its first commit
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-3000:]
+            time.sleep(0.05)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
+        assert proxy.injected["held"]
     first = read(out, "recordings").to_pylist()
-    assert 0 < len(first) < len(inputs), "the kill came after the run had finished"
+    assert 0 < len(first) < len(inputs)
+    assert "voicemail-0005.mp3" not in {r["source_uri"].rsplit("/", 1)[1] for r in first}
+    job2 = write_job(tmp_path / "job.yaml", model, moto, output__commit_every_s=0.01, output__lock_stale_s=4)
     rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
     assert rc == 3 and "is writing to" in err  # the dead run's lock is still fresh: refused...
     time.sleep(4.2)  # ...until it goes stale (output.lock_stale_s=4 here, 600 s by default)

@@ -6,6 +6,8 @@ seeded random draw decides its fate:
 - `reset`: read the request, then reset the connection (RST) without answering;
 - `cut`: forward it, relay half of the response, then reset (a body cut off mid-transfer);
 - otherwise forward it untouched.
+`hold` keeps every request whose request line contains it unanswered until the proxy closes: a file that
+stays in flight for as long as a test needs (a run killed with work pending, deterministically).
 Clients must retry all three: botocore's standard mode, pyarrow's AWS retry strategy, and our
 ranged reader's body retries.
 """
@@ -33,6 +35,7 @@ class FaultProxy:
     reset: float = 0.08
     cut: float = 0.05
     seed: int = 7
+    hold: str | None = None
     injected: Counter[str] = field(default_factory=Counter)
     port: int = 0
 
@@ -58,7 +61,14 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
+        async def shut() -> None:  # cancel what is in flight (held requests too) before stopping
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -83,6 +93,9 @@ class FaultProxy:
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 await writer.drain()
             body = await reader.readexactly(length) if length else b""
+            if self.hold and self.hold.encode() in lines[0]:
+                self.injected["held"] += 1
+                await asyncio.Event().wait()  # cancelled on close
             draw = self._rng.random()
             if draw < self.slowdown:
                 self.injected["slowdown"] += 1
