@@ -64,6 +64,7 @@ class Assembler:
     def __init__(self, run_id: str, model: str, language_hint: str | None) -> None:
         self.run_id, self.model, self.language_hint = run_id, model, language_hint
         self._pending: dict[str, _Pending] = {}
+        self._settled: set[str] = set()  # this window's: a retried cut task may send a recording again
 
     @property
     def in_flight(self) -> int:
@@ -72,13 +73,18 @@ class Assembler:
     def drop_all(self) -> None:
         """End of a window: anything still pending is accounted for by the caller."""
         self._pending.clear()
+        self._settled.clear()
 
     def outcome(self, outcome: Outcome, emitted: int) -> Settled | None:
+        if outcome.recording.recording_id in self._settled:
+            return None
         p = self._pending.setdefault(outcome.recording.recording_id, _Pending())
         p.outcome, p.emitted = outcome, emitted
         return self._settle_if_done(outcome.recording.recording_id, p)
 
     def block(self, r: BlockResult) -> Settled | None:
+        if r.recording_id in self._settled:
+            return None
         p = self._pending.setdefault(r.recording_id, _Pending())
         p.blocks[(r.channel, r.index)] = r
         return self._settle_if_done(r.recording_id, p)
@@ -87,6 +93,7 @@ class Assembler:
         if p.outcome is None or len(p.blocks) < p.emitted:
             return None
         del self._pending[rid]
+        self._settled.add(rid)
         return self._settle(p.outcome, sorted(p.blocks.values(), key=lambda b: (b.channel, b.index)))
 
     def _settle(self, o: Outcome, blocks: list[BlockResult]) -> Settled:

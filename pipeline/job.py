@@ -95,7 +95,9 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     recovered = store.prepare(run_id)
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err)
     heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
-    listing = _counted(open_source(cfg.input, cfg.filters).recordings(), run.progress)
+    source = open_source(cfg.input, cfg.filters)
+    run.progress.not_listed = source.stats  # filled in as the listing is consumed
+    listing = _counted(source.recordings(), run.progress)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
     try:
         for window in windows(listing, cfg.run.window_recordings):

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .sources.scope import ListingStats
 
 
 def hours(seconds: float) -> str:
@@ -38,6 +40,7 @@ class Progress:
     segments: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)  # (uri, error), the first few
+    not_listed: ListingStats = field(default_factory=ListingStats)  # objects out of scope, counted
 
     def listed_one(self, size: int) -> None:
         self.listed += 1
@@ -94,6 +97,10 @@ class Progress:
             f"  audio       {hours(self.audio_s)} transcribed; {hours(self.speech_s)} of speech in {self.segments} segments",
             f"  time        {clock(self.elapsed)} wall, RTFx {self.rtfx:.1f} (audio seconds per wall second)",
         ]
+        n = self.not_listed
+        if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers:
+            lines.append(f"  not listed  {n.excluded_by_glob} excluded by glob, {n.excluded_by_modified_since} by "
+                         f"modified-since, {n.folder_markers} empty folder markers")
         if self.failures:
             lines.append("  failures    " + ", ".join(f"{k} {v}" for k, v in self.failures.most_common()))
             lines += [f"    {uri}: {err}" for uri, err in self.examples[:10]]
@@ -106,5 +113,5 @@ class Progress:
             "recordings": {"listed": self.listed, "ok": self.ok, "failed": self.failed, "skipped": self.skipped},
             "audio_hours": round(self.audio_s / 3600, 6), "speech_hours": round(self.speech_s / 3600, 6),
             "segments": self.segments, "wall_s": round(self.elapsed, 3), "rtfx": round(self.rtfx, 3),
-            "failures_by_reason": dict(self.failures),
+            "failures_by_reason": dict(self.failures), "not_listed": asdict(self.not_listed),
         }

@@ -35,6 +35,18 @@ def test_a_recording_settles_when_its_outcome_and_every_block_are_in_whatever_th
     assert s.segments[0]["keywords"] == ["Acme"] and s.segments[0]["run_id"] == "run1"
 
 
+def test_a_settled_recording_is_never_settled_again_in_its_window():
+    # A cut task killed after its last row is retried by Ray: its rows arrive a second time.
+    a = Assembler("run1", "granite", None)
+    a.outcome(Outcome(REC, "ok", None, INFO, STATS[:1]), emitted=1)
+    assert a.block(block(0, 0)) is not None
+    assert a.block(block(0, 0)) is None and a.outcome(Outcome(REC, "ok", None, INFO, STATS[:1]), emitted=1) is None
+    empty = Recording("s3://calls/empty.wav", 0, "e")
+    assert a.outcome(Outcome(empty, "failed", "empty object (0 bytes)"), emitted=0) is not None
+    assert a.outcome(Outcome(empty, "failed", "empty object (0 bytes)"), emitted=0) is None
+    assert a.in_flight == 0
+
+
 def test_one_failed_block_fails_the_recording_with_no_segments():
     a = Assembler("run1", "granite", "fr")
     a.outcome(Outcome(REC, "ok", None, INFO, STATS), emitted=2)

@@ -66,6 +66,7 @@ def bucket(moto):
     for i in range(1050):
         s3.put_object(Bucket="src", Key=f"calls/2026-11-25/{i:04d}.wav", Body=b"x")
     s3.put_object(Bucket="src", Key="calls/2026-11-25/", Body=b"")  # a "folder" marker
+    s3.put_object(Bucket="src", Key="calls/odd/", Body=b"audio?")  # ends in "/" but holds bytes: a recording
     s3.put_object(Bucket="src", Key="calls/other/skip.json", Body=b"{}")
     s3.put_object(Bucket="src", Key="blob/data.bin", Body=bytes(range(256)) * 4000)
     return moto
@@ -73,7 +74,8 @@ def bucket(moto):
 
 def test_s3_paginated_listing(bucket):
     src, recs = _listing("s3://src/calls/", endpoint_url=bucket.endpoint_url)
-    assert len(recs) == 1050 and recs[0].source_uri == "s3://src/calls/2026-11-25/0000.wav"
+    assert len(recs) == 1051 and recs[0].source_uri == "s3://src/calls/2026-11-25/0000.wav"
+    assert recs[-1].source_uri == "s3://src/calls/odd/"
     assert src.stats.folder_markers == 1 and src.stats.excluded_by_glob == 1
     _, some = _listing("s3://src/calls/", endpoint_url=bucket.endpoint_url, include=["*/10??.wav"])
     assert len(some) == 50

@@ -35,11 +35,11 @@ class LocalSource:
         try:
             st = path.stat()
         except OSError:  # e.g. a dangling symlink: listed, so it gets a failed row when opened
-            if in_scope(rel, None, self.inp, self.filters, self.stats):
+            if in_scope(rel, 0, None, self.inp, self.filters, self.stats):
                 yield Recording(str(path), 0, "unreadable")
             return
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
-        if in_scope(rel, modified, self.inp, self.filters, self.stats):
+        if in_scope(rel, st.st_size, modified, self.inp, self.filters, self.stats):
             # size + mtime stand in for an etag: a rewritten file is a new recording.
             yield Recording(str(path), st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}", modified)
 

@@ -61,7 +61,7 @@ class S3Source:
                         continue
                     # Globs see the key below the prefix (the name itself for a single object).
                     rel = obj["Key"][len(self.prefix) :].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
-                    if in_scope(rel, obj.get("LastModified"), self.inp, self.filters, self.stats):
+                    if in_scope(rel, obj["Size"], obj.get("LastModified"), self.inp, self.filters, self.stats):
                         yield Recording(
                             f"s3://{self.bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'), obj.get("LastModified")
                         )

@@ -19,12 +19,14 @@ class ListingStats:
 
     excluded_by_glob: int = 0
     excluded_by_modified_since: int = 0
-    folder_markers: int = 0
+    folder_markers: int = 0  # empty objects whose key ends in "/" (a console's "folder")
 
 
-def in_scope(rel_key: str, modified: datetime | None, inp: InputConfig, filters: FiltersConfig, stats: ListingStats) -> bool:
-    """True when the object is a recording to process; otherwise counts why not."""
-    if rel_key.endswith("/") or not rel_key:
+def in_scope(rel_key: str, size: int, modified: datetime | None, inp: InputConfig, filters: FiltersConfig,
+             stats: ListingStats) -> bool:
+    """True when the object is a recording to process; otherwise counts why not. A key ending in
+    "/" that holds bytes is a recording like any other (it gets a row); an empty one is a marker."""
+    if not rel_key or (rel_key.endswith("/") and size == 0):
         stats.folder_markers += 1
         return False
     if not any(fnmatch.fnmatchcase(rel_key, g) for g in inp.include) or any(
