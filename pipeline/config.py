@@ -83,6 +83,10 @@ class FiltersConfig(Section):
     modified_since: datetime | None = Field(None, description="Only objects modified at or after this instant.")
     max_size_bytes: int | None = Field(8 << 30, ge=0, description="Larger objects fail with a reason.")
     max_duration_s: float | None = Field(8 * 3600.0, gt=0, description="Longer recordings fail with a reason.")
+    decode_timeout_s: float | None = Field(
+        3600.0, gt=0, description="A recording still being fetched, decoded and cut after this long fails with a "
+        "reason (time waiting for the engines does not count)."
+    )
 
 
 class ChannelsConfig(Section):
@@ -163,6 +167,9 @@ class PoolConfig(Section):
     resources: dict[str, float] = Field(
         {}, description="Extra Ray resources per worker, e.g. {vllm_cpu: 1} to keep CPU engines on CPU-image nodes."
     )
+    memory_gib: float | None = Field(
+        None, gt=0, description="Memory reserved from Ray per engine worker (keeps nodes from being overpacked)."
+    )
     slots: int = Field(2, ge=1, description="Batches queued per worker (2: the next batch is ready when one ends).")
     batch_blocks: int | None = Field(None, ge=1, description="Blocks per engine call; null: engine.batch_blocks.")
     gather_s: float = Field(
@@ -240,6 +247,10 @@ class RunConfig(Section):
     retry_failed: bool = Field(False, description="Also redo recordings that failed in an earlier run (default: skipped).")
     progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal.")
     decode_cpus: float = Field(1.0, gt=0, description="CPUs per decode-and-block task.")
+    decode_memory_gib: float | None = Field(
+        2.0, gt=0, description="Memory per decode worker: reserved from Ray, and a recording that pushes the "
+        "worker past it fails with a reason (streaming decode needs ~0.3 GiB; null: no limit)."
+    )
     engine_start_timeout_s: float = Field(
         1800.0, gt=0, description="Wait this long for the first engine worker (node scale-up, model download and load)."
     )

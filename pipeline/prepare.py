@@ -8,13 +8,14 @@ files) and *returns* the recording's `Outcome`. Blocks of a recording whose outc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from .blocks import ChannelBlocker
 from .config import JobConfig
 from .decode import AudioDecoder, DecodeError
+from .limits import Budget, LimitExceeded
 from .records import AudioInfo, Block, ChannelStats, Recording
 from .sources import Source, SourceError
 
@@ -42,6 +43,7 @@ def cut_recording(rec: Recording, source: Source, cfg: JobConfig) -> Generator[B
     limit = cfg.filters.max_size_bytes
     if limit is not None and rec.size_bytes > limit:
         return Outcome(rec, "failed", f"too large: {rec.size_bytes} bytes, over filters.max_size_bytes={limit}")
+    budget = Budget(cfg.filters.decode_timeout_s, cfg.run.decode_memory_gib)
     try:
         with source.open(rec) as f:
             dec = AudioDecoder(f, rec.size_bytes, cfg.channels.policy, cfg.filters.max_duration_s)
@@ -50,16 +52,23 @@ def cut_recording(rec: Recording, source: Source, cfg: JobConfig) -> Generator[B
                 ChannelBlocker(rec.recording_id, c, cfg.channels.label(c, dec.channels), cfg.blocks) for c in range(streams)
             ]
             for chunk in dec.chunks():
+                budget.check()
                 for blocker, samples in zip(blockers, chunk):
-                    yield from blocker.push(samples)
+                    yield from _handed_on(blocker.push(samples), budget)
             for blocker in blockers:
-                yield from blocker.finish()
-    except (DecodeError, SourceError) as err:
+                yield from _handed_on(blocker.finish(), budget)
+    except (DecodeError, SourceError, LimitExceeded) as err:
         return Outcome(rec, "failed", str(err))
     except Exception as err:  # a bug or a codec corner case: one recording fails, the run goes on
         log.exception("unexpected error on %s", rec.source_uri)
         return Outcome(rec, "failed", f"internal error: {type(err).__name__}: {err}")
     return Outcome(rec, "ok", None, dec.info, tuple(b.stats() for b in blockers))
+
+
+def _handed_on(blocks: Iterable[Block], budget: Budget) -> Iterator[Block]:
+    for b in blocks:
+        with budget.paused():
+            yield b
 
 
 def drain(gen: Generator[Block, None, Outcome], on_block: Callable[[Block], None]) -> Outcome:

@@ -290,6 +290,10 @@ class Dispatch:
         return pa.Table.from_pylist(out, RESULT)
 
 
+def _gib(gib: float | None) -> int | None:
+    return None if gib is None else int(gib * (1 << 30))
+
+
 # -- the backend the driver uses -------------------------------------------------------------------
 def init_ray(cfg: JobConfig) -> None:
     import ray
@@ -333,6 +337,7 @@ class RayBackend:
             self.pools[pool.name] = 0
             actor = ray.remote(EngineWorker).options(
                 num_cpus=pool.cpus, num_gpus=pool.gpus if pool.device == "gpu" else 0, resources=pool.resources or None,
+                memory=_gib(pool.memory_gib),
                 max_restarts=2, max_task_retries=2, max_concurrency=pool.slots + 2,  # + ready/stats
             )
             for k in range(n):
@@ -402,7 +407,7 @@ class RayBackend:
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(
                 cut_batches, batch_size=1, batch_format="pyarrow", fn_kwargs={"cfg": cfg, "job_words": words},
-                num_cpus=cfg.run.decode_cpus, max_retries=2,
+                num_cpus=cfg.run.decode_cpus, max_retries=2, memory=_gib(cfg.run.decode_memory_gib),
             )
         ds = ds.map_batches(
             Dispatch, batch_size=cfg.engine.batch_blocks, batch_format="pyarrow", num_cpus=0,

@@ -1,0 +1,47 @@
+"""Per-recording limits (limits.py) on real files: each stops one recording with a reason that
+names its setting, and time spent waiting for the consumer does not count against the timeout."""
+
+from __future__ import annotations
+
+import time
+
+from pipeline.config import JobConfig
+from pipeline.limits import Budget, rss_bytes
+from pipeline.prepare import cut_recording, drain
+from pipeline.sources import open_source
+
+
+def cut(path, **settings):
+    cfg = JobConfig.model_validate({"input": {"uri": str(path)}, **settings})
+    src = open_source(cfg.input, cfg.filters)
+    (rec,) = list(src.recordings())
+    return cut_recording(rec, src, cfg)
+
+
+def test_decode_timeout_fails_the_recording_with_its_setting(corpus):
+    outcome = drain(cut(corpus.formats["flac"], filters={"decode_timeout_s": 1e-6}), lambda b: None)
+    assert outcome.status == "failed" and outcome.error.startswith("decode timeout:")
+    assert "filters.decode_timeout_s=1e-06" in outcome.error
+
+
+def test_time_the_consumer_holds_a_block_is_not_decode_time(corpus):
+    # 24 s of audio in several blocks; the consumer sleeps 0.6 s on each, far past the 1.5 s limit
+    # in total, yet decoding alone stays well inside it.
+    outcome = drain(cut(corpus.formats["wav_s16"], filters={"decode_timeout_s": 1.5}), lambda b: time.sleep(0.6))
+    assert outcome.status == "ok", outcome.error
+    assert outcome.blocks >= 4
+
+
+def test_memory_limit_fails_the_recording_with_its_setting(corpus):
+    assert 10 << 20 < rss_bytes() < 4 << 30
+    outcome = drain(cut(corpus.formats["mp3"], run={"decode_memory_gib": 0.01}), lambda b: None)
+    assert outcome.status == "failed" and outcome.error.startswith("out of memory: the decode worker holds")
+    assert "run.decode_memory_gib=0.01" in outcome.error
+
+
+def test_budget_counts_only_unpaused_time():
+    b = Budget(timeout_s=None, memory_gib=None)
+    with b.paused():
+        time.sleep(0.2)
+    assert b.spent_s < 0.1
+    b.check()  # no limits: never raises
