@@ -162,3 +162,20 @@ def test_keyword_sidecars_local_and_s3(bucket, tmp_path):
     (tmp_path / "a.wav.keywords.txt").write_text("Widget Pro, Gizmo\n")
     lsrc, (rec,) = _listing(str(tmp_path))
     assert prompt_for(rec, lsrc, cfg, []).keywords == ("Widget Pro", "Gizmo")
+
+
+def test_bodies_cut_mid_transfer_are_fetched_again(bucket):
+    """botocore retries a request, but not a body cut mid-transfer, nor the small bodies of
+    listings and error answers (read outside its retry loop): `retrying` covers all three."""
+    from tests.services.fault_proxy import FaultProxy
+
+    host, port = bucket.endpoint_url.split("://")[1].split(":")
+    with FaultProxy(upstream=(host, int(port)), slowdown=0, reset=0, cut=0.2, seed=3) as proxy:
+        src, recs = _listing("s3://src/calls/", endpoint_url=proxy.endpoint_url)  # two listing pages
+        assert len(recs) == 1051
+        assert all(src.sidecar(r, ".keywords.txt") is None for r in recs[:30])  # 404 answers
+        _, (blob,) = _listing("s3://src/blob/", endpoint_url=proxy.endpoint_url, exclude=[], read_chunk_bytes=64 << 10)
+        data = open_source(InputConfig(uri="s3://src/blob/", endpoint_url=proxy.endpoint_url, exclude=[],
+                                       read_chunk_bytes=64 << 10), FiltersConfig()).open(blob).read()
+    assert data == bytes(range(256)) * 4000
+    assert proxy.injected["cut"] >= 5, proxy.injected

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
-from ..sources.s3 import s3_client, split_s3_uri
+from ..sources.s3 import retrying, s3_client, split_s3_uri
 
 MANIFEST = "granite-batch-manifest.json"
 _MULTIPLIERS = ("embedding_multiplier", "logits_scaling", "residual_multiplier", "attention_multiplier")
@@ -155,7 +155,7 @@ def fetch_mirror(uri: str, cache: Path, endpoint_url: str | None) -> Path:
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     s3 = s3_client(endpoint_url)
     try:
-        raw = s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read()
+        raw = retrying(lambda: s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read(), f"reading {MANIFEST}")
         files: dict[str, Any] = json.loads(raw)["files"]
     except Exception as err:
         raise ModelSourceError(

@@ -1,24 +1,44 @@
 """Recordings under an S3 or S3-compatible (MinIO, Ceph RGW) prefix, read with ranged GETs.
 
-Retries (throttling, 5xx, connection resets) are botocore's standard retry mode. Every ranged
-GET carries `If-Match: <etag>`, so an object replaced after listing fails loudly instead of
-mixing two versions.
+Retries (throttling, 5xx, connection resets) are botocore's standard retry mode, plus `retrying`
+for what botocore does not retry: a response body cut mid-transfer (object data, and also the
+small bodies of listings and error answers, which botocore reads outside its retry loop). Every
+ranged GET carries `If-Match: <etag>`, so an object replaced after listing fails loudly instead
+of mixing two versions.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as TransportError
 
 from ..config import FiltersConfig, InputConfig
 from ..records import Recording
 from .scope import ListingStats, SourceError, in_scope
+
+
+T = TypeVar("T")
+_BODY_ATTEMPTS = 4
+
+
+def retrying(call: Callable[[], T], what: str, attempts: int = _BODY_ATTEMPTS) -> T:
+    """`call()`, again on a transport error botocore let through (a body cut mid-transfer);
+    S3's own answers (ClientError: 403, 404, 412...) are final."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (BotoCoreError, TransportError) as err:
+            if attempt + 1 == attempts:
+                raise SourceError(f"{what} failed {attempts} times: {type(err).__name__}: {err}") from None
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -52,10 +72,20 @@ class S3Source:
         self.client = s3_client(inp.endpoint_url, inp.region, inp.max_attempts)
         self.stats = ListingStats()
 
+    def _pages(self) -> Iterator[dict[str, Any]]:
+        """One listing page (<= 1000 keys) in memory at a time; a page cut mid-transfer is fetched again."""
+        token: dict[str, str] = {}
+        while True:
+            page = retrying(lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, **token),
+                            f"listing {self.inp.uri}")
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
     def recordings(self) -> Iterator[Recording]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
         try:
-            for page in pages:  # one page (<= 1000 keys) in memory at a time
+            for page in self._pages():
                 for obj in page.get("Contents", []):
                     if not _under(obj["Key"], self.prefix):
                         continue
@@ -65,13 +95,14 @@ class S3Source:
                         yield Recording(
                             f"s3://{self.bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'), obj.get("LastModified")
                         )
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
             raise SourceError(f"cannot list {self.inp.uri}: {err}") from None
 
     def sidecar(self, recording: Recording, suffix: str) -> str | None:
         _, key = split_s3_uri(recording.source_uri)
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key + suffix)["Body"].read()
+            body = retrying(lambda: self.client.get_object(Bucket=self.bucket, Key=key + suffix)["Body"].read(),
+                            f"reading {key + suffix}")
         except ClientError as err:
             if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
@@ -81,9 +112,6 @@ class S3Source:
     def open(self, recording: Recording) -> BinaryIO:
         _, key = split_s3_uri(recording.source_uri)
         return RangeReader(self.client, self.bucket, key, recording.size_bytes, recording.etag, self.inp.read_chunk_bytes)
-
-
-_BODY_ATTEMPTS = 4
 
 
 class RangeReader(io.RawIOBase):
@@ -125,21 +153,16 @@ class RangeReader(io.RawIOBase):
 
     def _fetch(self, pos: int) -> None:
         end = min(pos + self._chunk, self._size) - 1
-        for attempt in range(_BODY_ATTEMPTS):
+
+        def get() -> bytes:
             self.requests += 1
-            try:
-                resp = self._client.get_object(
-                    Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag
-                )
-                self._buf = resp["Body"].read()
-                break
-            except ClientError as err:  # botocore has already retried throttling and 5xx
-                raise SourceError(_reason(err)) from None
-            except BotoCoreError as err:
-                # botocore retries the request, not a body cut off mid-stream: retry that here.
-                if attempt + 1 == _BODY_ATTEMPTS:
-                    raise SourceError(f"read failed {_BODY_ATTEMPTS} times: {err}") from None
-                time.sleep(0.2 * 2**attempt)
+            resp = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag)
+            return resp["Body"].read()
+
+        try:
+            self._buf = retrying(get, "read")
+        except ClientError as err:  # botocore has already retried throttling and 5xx
+            raise SourceError(_reason(err)) from None
         self._buf_at = pos
         if len(self._buf) != end - pos + 1:
             raise SourceError(f"short read: asked bytes {pos}-{end}, got {len(self._buf)} bytes")

@@ -6,8 +6,12 @@ seeded random draw decides its fate:
 - `reset`: read the request, then reset the connection (RST) without answering;
 - `cut`: forward it, relay half of the response, then reset (a body cut off mid-transfer);
 - otherwise forward it untouched.
-`hold` keeps every request whose request line contains it unanswered until the proxy closes: a file that
-stays in flight for as long as a test needs (a run killed with work pending, deterministically).
+Scenario switches, all settable while the proxy runs:
+- `hold`: requests whose request line contains it wait until `release()` (or the proxy closes): a
+  file that stays in flight for as long as a test needs (a run killed with work pending);
+- `down`: requests whose request line contains it are reset, as by a store that is unreachable;
+- `before_first_get`: request path -> a function run once, before that object's first GET is
+  forwarded (e.g. delete or overwrite it upstream: an object that changes between list and get).
 Clients must retry all three: botocore's standard mode, pyarrow's AWS retry strategy, and our
 ranged reader's body retries.
 """
@@ -20,6 +24,7 @@ import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SLOWDOWN = (
@@ -36,12 +41,15 @@ class FaultProxy:
     cut: float = 0.05
     seed: int = 7
     hold: str | None = None
+    down: str | None = None
+    before_first_get: dict[str, Callable[[], None]] = field(default_factory=dict)
     injected: Counter[str] = field(default_factory=Counter)
     port: int = 0
 
     def __enter__(self) -> FaultProxy:
         self._rng = random.Random(self.seed)
         self._loop = asyncio.new_event_loop()
+        self._released = asyncio.Event()
         started = threading.Event()
 
         def run() -> None:
@@ -59,6 +67,11 @@ class FaultProxy:
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def release(self) -> None:
+        """Let held requests through (and stop holding)."""
+        self.hold = None
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def __exit__(self, *exc: object) -> None:
         async def shut() -> None:  # cancel what is in flight (held requests too) before stopping
@@ -95,7 +108,16 @@ class FaultProxy:
             body = await reader.readexactly(length) if length else b""
             if self.hold and self.hold.encode() in lines[0]:
                 self.injected["held"] += 1
-                await asyncio.Event().wait()  # cancelled on close
+                await self._released.wait()
+            if self.down and self.down.encode() in lines[0]:
+                self.injected["down"] += 1
+                _rst(writer)
+                return
+            method, path = lines[0].split(b" ")[:2]
+            action = self.before_first_get.pop(path.split(b"?")[0].decode(), None) if method == b"GET" else None
+            if action is not None:
+                self.injected["changed"] += 1
+                await asyncio.get_running_loop().run_in_executor(None, action)
             draw = self._rng.random()
             if draw < self.slowdown:
                 self.injected["slowdown"] += 1
