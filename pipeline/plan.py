@@ -62,7 +62,7 @@ def plan_one(rec: Recording, cfg: JobConfig) -> tuple[Outcome, list[dict[str, An
     """Cut one recording; its block rows (without samples), or none if it failed."""
     rows: list[dict[str, Any]] = []
     outcome = drain(
-        cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg),
+        cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg, cfg.run.decode_memory_gib),
         lambda b: rows.append(block_row(b, rec.source_uri)),
     )
     return outcome, rows if outcome.status == "ok" else []

@@ -39,11 +39,14 @@ class Outcome:
         return sum(c.blocks for c in self.channels)
 
 
-def cut_recording(rec: Recording, source: Source, cfg: JobConfig) -> Generator[Block, None, Outcome]:
+def cut_recording(rec: Recording, source: Source, cfg: JobConfig, worker_memory_gib: float | None = None
+                  ) -> Generator[Block, None, Outcome]:
+    """`worker_memory_gib`: the resident-memory ceiling of a process that only decodes (a Ray decode
+    task, a `plan` worker); not for processes that also hold an engine (`transcribe`)."""
     limit = cfg.filters.max_size_bytes
     if limit is not None and rec.size_bytes > limit:
         return Outcome(rec, "failed", f"too large: {rec.size_bytes} bytes, over filters.max_size_bytes={limit}")
-    budget = Budget(cfg.filters.decode_timeout_s, cfg.run.decode_memory_gib)
+    budget = Budget(cfg.filters.decode_timeout_s, worker_memory_gib)
     try:
         with source.open(rec) as f:
             dec = AudioDecoder(f, rec.size_bytes, cfg.channels.policy, cfg.filters.max_duration_s)

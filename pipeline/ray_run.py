@@ -75,7 +75,7 @@ def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterat
         try:
             spec = prompt_for(rec, source, cfg, job_words)
             prompt = json.dumps({"task": spec.task, "language": spec.language, "keywords": list(spec.keywords)})
-            gen = cut_recording(rec, source, cfg)
+            gen = cut_recording(rec, source, cfg, cfg.run.decode_memory_gib)
             while True:
                 try:
                     b = next(gen)

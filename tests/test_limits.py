@@ -15,7 +15,7 @@ def cut(path, **settings):
     cfg = JobConfig.model_validate({"input": {"uri": str(path)}, **settings})
     src = open_source(cfg.input, cfg.filters)
     (rec,) = list(src.recordings())
-    return cut_recording(rec, src, cfg)
+    return cut_recording(rec, src, cfg, cfg.run.decode_memory_gib)
 
 
 def test_decode_timeout_fails_the_recording_with_its_setting(corpus):
