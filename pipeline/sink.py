@@ -52,7 +52,9 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
     if uri.startswith("s3://"):
         # Ceph RGW and others reject the SDK's default CRC checksums on PUT.
         os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-        kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=8))
+        # The AWS SDK's default strategy, not its "standard" one: standard stops retrying once a
+        # burst of throttling has drained its retry quota, which failed a long run's commit.
+        kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=10))
         if endpoint_url:
             scheme, _, host = endpoint_url.partition("://")
             kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https",
