@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .engines.guards import word_key
 from .language import detect_language
 from .prepare import Outcome
 from .records import Recording
@@ -109,18 +110,36 @@ class Assembler:
             reasons = Counter(b.error for b in failed).most_common(1)[0][0]
             error = f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}"
             return Settled(recording_row(o.recording, self.run_id, "failed", error=error, segments=0, **audio), [])
-        language = self.language_hint or detect_language(" ".join(b.text for b in blocks))
-        segments = [self._segment(o.recording, b, language) for b in blocks]
+        texts = _once_across_cuts(blocks)
+        language = self.language_hint or detect_language(" ".join(texts))
+        segments = [self._segment(o.recording, b, t, language) for b, t in zip(blocks, texts)]
         row = recording_row(
             o.recording, self.run_id, "ok", speech_s=o.speech_s, segments=len(segments), language=language, **audio
         )
         return Settled(row, segments)
 
-    def _segment(self, rec: Recording, b: BlockResult, language: str | None) -> dict[str, Any]:
+    def _segment(self, rec: Recording, b: BlockResult, text: str, language: str | None) -> dict[str, Any]:
         return {
             "recording_id": b.recording_id, "source_uri": rec.source_uri, "channel": b.channel,
             "channel_label": b.channel_label, "segment_index": b.index, "start_s": b.start_s, "end_s": b.end_s,
-            "text": b.text, "language": language, "keywords": list(b.keywords), "model": self.model,
+            "text": text, "language": language, "keywords": list(b.keywords), "model": self.model,
             "model_revision": b.model_revision, "run_id": self.run_id, "engine": b.engine,
             "finish_reason": b.finish_reason, "output_tokens": b.output_tokens,
         }
+
+
+def _once_across_cuts(blocks: list[BlockResult]) -> list[str]:
+    """Block texts, with a word heard on both sides of a cut inside speech kept once (in the
+    earlier block): where two blocks of a channel abut, the model often hears the word the cut
+    went through twice ("...had then leisure to. | To consider..."). Blocks separated by dropped
+    silence are left alone; a word the speaker really said twice, right at a cut, is kept once
+    (rarer than the double hearing: bench/quality.py measures the net effect)."""
+    texts = [b.text for b in blocks]
+    for i in range(1, len(blocks)):
+        prev, b = blocks[i - 1], blocks[i]
+        if prev.channel != b.channel or abs(prev.end_s - b.start_s) > 1e-6:
+            continue
+        before, after = texts[i - 1].split(), texts[i].split()
+        if before and after and word_key(before[-1]) == word_key(after[0]):
+            texts[i] = " ".join(after[1:])
+    return texts

@@ -47,6 +47,19 @@ def test_a_settled_recording_is_never_settled_again_in_its_window():
     assert a.in_flight == 0
 
 
+def test_a_word_heard_on_both_sides_of_a_cut_inside_speech_is_kept_once():
+    a = Assembler("run1", "granite", "en")
+    a.outcome(Outcome(REC, "ok", None, INFO, STATS[:1]), emitted=3)
+
+    def at(i: int, start: float, end: float, text: str) -> BlockResult:
+        return BlockResult(REC.recording_id, 0, "agent", i, start, end, text, (), "gpu", "rev", "stop", 5)
+
+    a.block(at(0, 0.5, 4.5, "had then leisure to."))
+    a.block(at(1, 4.5, 8.0, "To consider how much"))  # abuts: the cut went through "to"
+    s = a.block(at(2, 9.0, 11.0, "much more"))  # after dropped silence: a real repeat stays
+    assert [x["text"] for x in s.segments] == ["had then leisure to.", "consider how much", "much more"]
+
+
 def test_one_failed_block_fails_the_recording_with_no_segments():
     a = Assembler("run1", "granite", "fr")
     a.outcome(Outcome(REC, "ok", None, INFO, STATS), emitted=2)

@@ -119,6 +119,8 @@ def test_repetition_loops_are_collapsed():
     text, changed = collapse_repetitions(loop)
     assert changed and text == "thank you for calling goodbye"
     assert collapse_repetitions("you " * 10 + "there") == ("you there", True)
+    # A loop whose first round is capitalised or punctuated differently is still a loop.
+    assert collapse_repetitions("Ten of clubs ten of clubs ten of clubs ten of clubs.") == ("Ten of clubs", True)
     # What people really say is left alone.
     for speech in ("my pin is nine nine nine one", "bye bye bye", "ha ha ha ha", "no no no no no", "very very good",
                    "thank you thank you thank you"):

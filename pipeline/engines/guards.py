@@ -5,7 +5,8 @@ repetition loops, and text on silence.
   plus a margin), so a runaway cannot cost more than a normal block.
 - `collapse_repetitions`: a phrase of 2-8 words repeated 4 or more times in a row, or a single
   word 8 or more times, is collapsed to one occurrence. Real speech repeats too ("nine nine nine
-  one", "bye bye bye"), so only runs longer than people say are touched.
+  one", "bye bye bye"), so only runs longer than people say are touched. Words compare without
+  case and punctuation ("Ten of clubs ten of clubs..." is a loop).
 - A block that hits the cap without end-of-sequence is reported as `length`, so it can be
   flagged or retried; empty text is a valid answer (silence is not transcribed into words).
 """
@@ -26,9 +27,15 @@ PHRASE_REPEATS = 4  # a 2-8 word phrase this many times in a row is a loop
 WORD_REPEATS = 8  # a single word needs a longer run ("no no no no" is speech)
 
 
+def word_key(word: str) -> str:
+    """A word as compared for repetition: no case, no surrounding punctuation."""
+    return word.strip(".,;:!?\"'()[]-…").casefold()
+
+
 def collapse_repetitions(text: str, max_phrase_words: int = 8) -> tuple[str, bool]:
     """Collapse looping phrases to one occurrence; (text, whether changed)."""
-    words = text.split()
+    original = text.split()
+    words = [word_key(w) for w in original]
     changed = False
     i = 0
     out: list[str] = []
@@ -44,10 +51,10 @@ def collapse_repetitions(text: str, max_phrase_words: int = 8) -> tuple[str, boo
             if reps >= (WORD_REPEATS if n == 1 else PHRASE_REPEATS) and reps * n > best_reps * best_n:
                 best_n, best_reps = n, reps
         if best_n:
-            out += words[i : i + best_n]
+            out += original[i : i + best_n]
             i += best_n * best_reps
             changed = True
         else:
-            out.append(words[i])
+            out.append(original[i])
             i += 1
     return (" ".join(out) if changed else text), changed
