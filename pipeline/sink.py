@@ -23,8 +23,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -32,6 +33,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .schema import RECORDINGS, SEGMENTS
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,7 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
     if uri.startswith("s3://"):
         # Ceph RGW and others reject the SDK's default CRC checksums on PUT.
         os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-        # The AWS SDK's default strategy, not its "standard" one: standard stops retrying once a
-        # burst of throttling has drained its retry quota, which failed a long run's commit.
-        kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsDefaultS3RetryStrategy(max_attempts=10))
+        kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=8))
         if endpoint_url:
             scheme, _, host = endpoint_url.partition("://")
             kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https",
@@ -70,7 +71,24 @@ class OutputStore:
     def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None,
                  lock_stale_s: float = 600.0) -> None:
         self.uri, self.lock_stale_s = uri.rstrip("/"), lock_stale_s
+        self._where = (endpoint_url, region)
         self.fs, self.root = open_filesystem(uri, endpoint_url, region)
+
+    def _again(self, op: Callable[[], T]) -> T:
+        """`op()`, and once more with a fresh S3 client if it fails. The SDK's standard retry
+        strategy (which also retries bodies cut mid-transfer) keeps a retry quota per client; under
+        sustained throttling the quota runs dry and it then retries nothing, which failed a long
+        run's commit. Every operation passed here is idempotent (fixed names; finishing a commit
+        twice is a no-op)."""
+        try:
+            return op()
+        except OSError as err:
+            if not self.uri.startswith("s3://"):
+                raise
+            log.warning("output %s: %s; retrying with a fresh client", self.uri, err)
+            time.sleep(1.0)
+            self.fs, _ = open_filesystem(self.uri, *self._where)
+            return op()
 
     def _p(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
@@ -80,18 +98,21 @@ class OutputStore:
         """Check the store is writable, finish interrupted commits, drop uncommitted files.
         Returns (commits finished, orphan files removed)."""
         try:
-            self.fs.create_dir(self._p("_staging"))
-            self._take_lock(run_id)  # also proves the store is writable
-            finished = 0
-            for marker in self._list("_commits", ".json"):
-                self._finish(marker)
-                finished += 1
-            orphans = self._list("_staging", "")
-            for path in orphans:
-                self.fs.delete_file(path)
-            return finished, len(orphans)
+            return self._again(lambda: self._prepare(run_id))
         except OSError as err:
             raise OutputError(f"output {self.uri} is not usable: {err}") from None
+
+    def _prepare(self, run_id: str) -> tuple[int, int]:
+        self.fs.create_dir(self._p("_staging"))
+        self._take_lock(run_id)  # also proves the store is writable
+        finished = 0
+        for marker in self._list("_commits", ".json"):
+            self._finish(marker)
+            finished += 1
+        orphans = self._list("_staging", "")
+        for path in orphans:
+            self.fs.delete_file(path)
+        return finished, len(orphans)
 
     # -- one run per output at a time -----------------------------------------------------------
     def _take_lock(self, run_id: str) -> None:
@@ -129,25 +150,33 @@ class OutputStore:
     def history(self) -> dict[str, Done]:
         """recording_id -> its latest ok/failed settlement by earlier runs."""
         try:
-            if self.fs.get_file_info(self._p("recordings")).type == pafs.FileType.NotFound:
-                return {}
-            dataset = ds.dataset(self._p("recordings"), filesystem=self.fs, format="parquet", partitioning="hive",
-                                 exclude_invalid_files=False)
-            table = dataset.to_table(columns=["recording_id", "status", "run_id", "processed_at"],
-                                     filter=ds.field("status") != "skipped")
+            table = self._again(self._settlements)
         except (OSError, pa.ArrowInvalid) as err:
             raise OutputError(f"cannot read earlier runs from {self.uri}/recordings: {err}") from None
+        if table is None:
+            return {}
         table = table.sort_by("processed_at")  # a later settlement (a retried failure) wins
         ids, status, runs = (table[c].to_pylist() for c in ("recording_id", "status", "run_id"))
         return {rid: Done(st, run) for rid, st, run in zip(ids, status, runs)}
 
+    def _settlements(self) -> pa.Table | None:
+        if self.fs.get_file_info(self._p("recordings")).type == pafs.FileType.NotFound:
+            return None
+        dataset = ds.dataset(self._p("recordings"), filesystem=self.fs, format="parquet", partitioning="hive",
+                             exclude_invalid_files=False)
+        return dataset.to_table(columns=["recording_id", "status", "run_id", "processed_at"],
+                                filter=ds.field("status") != "skipped")
+
     # -- during a run -------------------------------------------------------------------------
     def commit(self, run_id: str, seq: int, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]) -> None:
         name = f"{run_id}-{seq:05d}"
-        try:
+        def attempt() -> None:
             moves = self._stage(name, date, segments, recordings)
             if moves:
                 self._finish(self._mark(name, run_id, moves))
+
+        try:
+            self._again(attempt)
         except OSError as err:
             raise OutputError(f"cannot commit to {self.uri}: {err}") from None
 
@@ -169,10 +198,13 @@ class OutputStore:
 
     def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> str:
         path = self._p("runs", f"{run_id}.json")
-        try:
+        def write() -> None:
             self.fs.create_dir(self._p("runs"))
             with self.fs.open_output_stream(path) as f:
                 f.write(json.dumps(manifest, indent=2, default=str).encode())
+
+        try:
+            self._again(write)
         except OSError as err:
             raise OutputError(f"cannot write the run manifest to {self.uri}: {err}") from None
         return f"{self.uri}/runs/{run_id}.json"
