@@ -120,7 +120,9 @@ class BlocksConfig(Section):
     min_speech_s: float = Field(0.25, ge=0.0, description="Shorter speech bursts are treated as noise.")
     min_silence_s: float = Field(0.1, ge=0.0, description="A pause must last this long to end speech.")
     pad_s: float = Field(0.2, ge=0.0, description="Audio kept before and after detected speech.")
-    merge_gap_s: float = Field(1.0, ge=0.0, description="Pauses up to this long stay inside one block.")
+    merge_gap_s: float = Field(
+        0.5, ge=0.0, description="Pauses up to this long stay inside one block (0.5 s: see docs/quality.md)."
+    )
 
     @model_validator(mode="after")
     def _window_fits(self) -> BlocksConfig:
