@@ -58,11 +58,12 @@ def block_row(b: Block, source_uri: str) -> dict[str, Any]:
     }
 
 
-def plan_one(rec: Recording, cfg: JobConfig) -> tuple[Outcome, list[dict[str, Any]]]:
-    """Cut one recording; its block rows (without samples), or none if it failed."""
+def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) -> tuple[Outcome, list[dict[str, Any]]]:
+    """Cut one recording; its block rows (without samples), or none if it failed. `memory_gib`:
+    the ceiling of a worker process (not of an in-process run, whose caller may hold much more)."""
     rows: list[dict[str, Any]] = []
     outcome = drain(
-        cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg, cfg.run.decode_memory_gib),
+        cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg, memory_gib),
         lambda b: rows.append(block_row(b, rec.source_uri)),
     )
     return outcome, rows if outcome.status == "ok" else []
@@ -187,10 +188,10 @@ class _Pool:
 
     def submit(self, rec: Recording, attempt: int = 1) -> None:
         try:
-            future = self.pool.submit(plan_one, rec, self.cfg)
+            future = self.pool.submit(plan_one, rec, self.cfg, self.cfg.run.decode_memory_gib)
         except BrokenProcessPool:
             self._renew()
-            future = self.pool.submit(plan_one, rec, self.cfg)
+            future = self.pool.submit(plan_one, rec, self.cfg, self.cfg.run.decode_memory_gib)
         self.pending[future] = (rec, attempt)
 
     def collect(self) -> Iterator[Result]:

@@ -90,7 +90,7 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
     start_listing = _listing(s3)
     host, port = svc.endpoint_url.split("://")[1].split(":")
     runs: list[RunLog] = []
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", RAY_TMPDIR=str(work / "ray"),
+    env = _env(svc, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", RAY_TMPDIR=str(work / "ray"),
                GRANITE_REMOTE_CODE_SENTINEL=str(sentinel))
     (work / "ray").mkdir(exist_ok=True)
 
@@ -229,9 +229,15 @@ def _mirror_model(svc: S3Service, tiny: Path, work: Path) -> str:
         "import os, pathlib\npathlib.Path(os.environ['GRANITE_REMOTE_CODE_SENTINEL']).write_text('ran')\n"
         "raise SystemExit('remote code executed')\n")
     uri = f"s3://{MODELS}/granite-tiny"
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "mirror-model", str(model), uri, "--endpoint-url",
-                    svc.endpoint_url], check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "mirror-model", str(model), uri, "--endpoint-url",
+                        svc.endpoint_url], capture_output=True, text=True, env=_env(svc))
+    assert r.returncode == 0, r.stderr[-2000:]
     return uri
+
+
+def _env(svc: S3Service, **extra: str) -> dict[str, str]:
+    """This store's credentials, whatever other S3 services of the session left in os.environ."""
+    return {**os.environ, **{k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"}, **extra}
 
 
 def _arm_races(proxy: FaultProxy, svc: S3Service) -> None:
