@@ -185,6 +185,8 @@ def test_s3_mirror_loads_and_a_corrupted_one_is_refused(moto, tiny, tmp_path, cf
         s3.create_bucket(Bucket="models")
         r = subprocess.run(r.args, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
+    bad = subprocess.run([*r.args[:5], "s3://no-such-bucket-x/tiny", *r.args[6:]], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "cannot write the mirror s3://no-such-bucket-x/tiny: NoSuchBucket" in bad.stderr, bad.stderr
     mcfg = ModelConfig(id="s3://models/granite-tiny", endpoint_url=moto.endpoint_url, cache_dir=str(tmp_path / "cache"))
     local = resolve_model(mcfg)
     assert (local / "model.safetensors").read_bytes() == (tiny / "model.safetensors").read_bytes()

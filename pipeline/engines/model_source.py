@@ -127,11 +127,14 @@ def push_mirror(folder: Path, uri: str, endpoint_url: str | None = None) -> int:
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     s3 = s3_client(endpoint_url)
     manifest = write_manifest(folder)
-    # A re-push first withdraws the old manifest: workers refuse the mirror until it is complete.
-    s3.delete_object(Bucket=bucket, Key=prefix + MANIFEST)
-    for rel in manifest["files"]:
-        s3.upload_file(str(folder / rel), bucket, prefix + rel)
-    s3.put_object(Bucket=bucket, Key=prefix + MANIFEST, Body=json.dumps(manifest, indent=2).encode())
+    try:
+        # A re-push first withdraws the old manifest: workers refuse the mirror until it is complete.
+        s3.delete_object(Bucket=bucket, Key=prefix + MANIFEST)
+        for rel in manifest["files"]:
+            s3.upload_file(str(folder / rel), bucket, prefix + rel)
+        s3.put_object(Bucket=bucket, Key=prefix + MANIFEST, Body=json.dumps(manifest, indent=2).encode())
+    except Exception as err:  # credentials, a missing bucket, the network: a clear error, not a traceback
+        raise ModelSourceError(f"cannot write the mirror {uri}: {type(err).__name__}: {err}") from None
     return len(manifest["files"])
 
 
