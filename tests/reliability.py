@@ -88,6 +88,7 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
     model_uri = _mirror_model(svc, tiny_model, work)
     sentinel = work / "remote-code-ran"
     start_listing = _listing(s3)
+    before_runs = _everything(s3)
     host, port = svc.endpoint_url.split("://")[1].split(":")
     runs: list[RunLog] = []
     env = _env(svc, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", RAY_TMPDIR=str(work / "ray"),
@@ -188,7 +189,7 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
 
     report = _check(svc, s3, start_listing, runs, faults, clean_s)
     report.leaks = _leaks(svc, work)
-    report.escaped = _escaped(s3)
+    report.escaped = _escaped(s3, before_runs)
     if sentinel.exists():
         report.problems.append("the model's remote code ran (trust_remote_code must stay off)")
     return report
@@ -421,12 +422,15 @@ def _leaks(svc: S3Service, work: Path) -> list[str]:
     return found
 
 
-def _escaped(s3: Any) -> list[str]:
-    """Objects the runs wrote outside their output prefixes (keys with ../ must not lead anywhere)."""
-    lake = [k for k in _objects(s3, LAKE, "") if not k.startswith(("clean/", "faulted/"))]
-    expected = {f"{PREFIX}/{k.key}" for k in KINDS if k.race != "delete"} | {f"{PREFIX}/{k}" for k in _good_keys()}
-    inputs = set(_objects(s3, BUCKET, "")) - expected
-    return [f"s3://{LAKE}/{k}" for k in lake] + [f"s3://{BUCKET}/{k}" for k in sorted(inputs)]
+def _everything(s3: Any) -> set[str]:
+    return {f"s3://{b['Name']}/{k}" for b in s3.list_buckets()["Buckets"] for k in _objects(s3, b["Name"], "")}
+
+
+def _escaped(s3: Any, before: set[str]) -> list[str]:
+    """Objects the runs wrote anywhere in the store but under their output prefixes (keys with
+    ../ must not lead anywhere). The store may be shared with other tests: only new objects count."""
+    outputs = (f"s3://{LAKE}/clean/", f"s3://{LAKE}/faulted/")
+    return sorted(k for k in _everything(s3) - before if not k.startswith(outputs))
 
 
 def _good_keys() -> list[str]:
