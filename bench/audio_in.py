@@ -147,7 +147,7 @@ def main() -> None:
         t = time.perf_counter()
         build(Path(work), svc, args.hours)
         print(f"built and uploaded corpus in {time.perf_counter() - t:.0f} s")
-        env = {**os.environ, **{k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"},
+        env = {**os.environ, **svc.env(endpoint=False),
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         runs = {}
         for role, prefix in (("ours", "audio/mixed/"), ("naive", "audio/mixed/"), ("ours", "audio/10min/"), ("ours", "audio/2h/")):

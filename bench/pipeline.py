@@ -157,7 +157,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_s, start_moto() as svc:
         tmp = Path(tmp_s)
-        os.environ.update({k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"})
+        os.environ.update(svc.env(endpoint=False))
         make_inputs(svc, {"eff": args.recordings, "ovh": args.overhead_recordings,
                           "ovh4": max(1, args.overhead_recordings // 4), "rss1": args.rss_base},
                     args.rss_base, tmp)

@@ -101,7 +101,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rl", dir="/tmp"))  # short: Ray's socket paths live under it
     tiny = build_test_model(work / "tiny")
     with start_ceph_rgw(work / "ceph") as svc:
-        os.environ.update({k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"})
+        os.environ.update(svc.env(endpoint=False))
         t0 = time.monotonic()
         report = run_scenario(svc, tiny, work / "w", log=lambda m: print(f"[{time.monotonic() - t0:6.1f}] {m}", flush=True))
     Path(args.doc).write_text(render(report))

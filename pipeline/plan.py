@@ -187,11 +187,12 @@ class _Pool:
         return len(self.pending)
 
     def submit(self, rec: Recording, attempt: int = 1) -> None:
+        call = (plan_one, rec, self.cfg, self.cfg.run.decode_memory_gib)
         try:
-            future = self.pool.submit(plan_one, rec, self.cfg, self.cfg.run.decode_memory_gib)
+            future = self.pool.submit(*call)
         except BrokenProcessPool:
             self._renew()
-            future = self.pool.submit(plan_one, rec, self.cfg, self.cfg.run.decode_memory_gib)
+            future = self.pool.submit(*call)
         self.pending[future] = (rec, attempt)
 
     def collect(self) -> Iterator[Result]:

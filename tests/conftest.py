@@ -55,7 +55,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _service_env(svc: S3Service) -> Iterator[S3Service]:
     # Credentials come the usual way (environment); the endpoint does not, so every test must
     # pass --endpoint-url / input.endpoint_url as a user of an S3-compatible store would.
-    env = {k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"}
+    env = svc.env(endpoint=False)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -238,7 +238,7 @@ def _mirror_model(svc: S3Service, tiny: Path, work: Path) -> str:
 
 def _env(svc: S3Service, **extra: str) -> dict[str, str]:
     """This store's credentials, whatever other S3 services of the session left in os.environ."""
-    return {**os.environ, **{k: v for k, v in svc.env().items() if k != "AWS_ENDPOINT_URL_S3"}, **extra}
+    return {**os.environ, **svc.env(endpoint=False), **extra}
 
 
 def _arm_races(proxy: FaultProxy, svc: S3Service) -> None:

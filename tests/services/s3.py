@@ -50,10 +50,12 @@ class S3Service:
                 except subprocess.TimeoutExpired:
                     pass
 
-    def env(self) -> dict[str, str]:
+    def env(self, endpoint: bool = True) -> dict[str, str]:
         """AWS_* variables for this service. boto3/aws-cli honour AWS_ENDPOINT_URL_S3;
-        pyarrow 26 does not (pass ``endpoint_override=endpoint_url``), it only takes keys/region."""
-        return {
+        pyarrow 26 does not (pass ``endpoint_override=endpoint_url``), it only takes keys/region.
+        ``endpoint=False`` leaves it out: credentials only, as a user of an S3-compatible store
+        passes the endpoint explicitly (--endpoint-url, input.endpoint_url)."""
+        env = {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_DEFAULT_REGION": self.region,
@@ -65,6 +67,9 @@ class S3Service:
             # No instance-metadata probing (slow timeouts on CI machines).
             "AWS_EC2_METADATA_DISABLED": "true",
         }
+        if not endpoint:
+            del env["AWS_ENDPOINT_URL_S3"]
+        return env
 
     def client(self, **config: Any) -> Any:
         """boto3 S3 client for this service; path-style because there is no wildcard DNS."""
