@@ -9,7 +9,9 @@ RTFx = audio seconds / wall seconds of `generate`, after a warm-up, at each batc
 Needs on the GPU machine: torch with CUDA, transformers >= 5, tokenizers, safetensors, vllm.
 Usage: python bench/gpu_rtfx.py [--model DIR] [--batches 64,256,1024] [--engine vllm|transformers]
 Last line: gpu_rtfx=<float> gpu=<name>
-Not yet run: the task that wrote it was not lent a GPU.
+Measured 2026-11-26 on one H200 (torch 2.11.0+cu130, transformers 5.17.0), `--engine transformers`:
+RTFx 119 / 582 / 1317 / 2014 at batch 16 / 64 / 256 / 1024 (build 82 s). vLLM is not on that image
+and its CUDA wheel is far over what a device call can carry, so the vLLM figure is not yet measured.
 """
 
 from __future__ import annotations
@@ -64,22 +66,28 @@ def run_vllm(model: Path, batches: list[int]) -> dict[int, float]:
 
 
 def run_transformers(model: Path, batches: list[int]) -> dict[int, float]:
+    from pipeline.compat import ensure_torchaudio
+
+    ensure_torchaudio()  # CPU smoke test only; on a GPU image torchaudio loads as is
     import torch
     from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 
     proc = AutoProcessor.from_pretrained(model)
     proc.tokenizer.padding_side = "left"
-    net = GraniteSpeechForConditionalGeneration.from_pretrained(model, dtype=torch.bfloat16).cuda().eval()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test of this script
+    net = GraniteSpeechForConditionalGeneration.from_pretrained(model, dtype=torch.bfloat16).to(dev).eval()
     out: dict[int, float] = {}
     for b in batches:
-        inputs = proc(text=[PROMPT] * b, audio=blocks(b), sampling_rate=16000, return_tensors="pt", padding=True).to("cuda")
+        inputs = proc(text=[PROMPT] * b, audio=blocks(b), sampling_rate=16000, return_tensors="pt", padding=True).to(dev)
         inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
         with torch.inference_mode():
             net.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)  # warm-up
-            torch.cuda.synchronize()
+            if dev == "cuda":
+                torch.cuda.synchronize()
             t0 = time.perf_counter()
             net.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)
-            torch.cuda.synchronize()
+            if dev == "cuda":
+                torch.cuda.synchronize()
         out[b] = b * BLOCK_S / (time.perf_counter() - t0)
         print(f"transformers batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
     return out
