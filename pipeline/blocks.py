@@ -8,9 +8,12 @@ memory:
   `vad_threshold - 0.15`; spans shorter than `min_speech_s` are noise).
 - `choose_block` decides where the next block ends, given the spans and frame energies:
   1. at a natural end: the speech is followed by a pause longer than `merge_gap_s`;
-  2. else at the quietest 10 ms inside a pause that falls in the search window
+  2. when the speech reaches its natural end within `2 x max_s`: inside the pause that leaves
+     both pieces at most `max_s` long (so no short tail is left over: a recognizer loses words
+     on a 0.5 s scrap that it gets right inside a longer block; see docs/quality.md);
+  3. else at the quietest 10 ms inside a pause that falls in the search window
      `[max_s - search_s, max_s]`; else inside the latest earlier pause;
-  3. only when there is no pause at all: a hard cut at the quietest 10 ms of the window.
+  4. only when there is no pause at all: a hard cut at the quietest 10 ms of the window.
   Blocks keep `pad_s` of audio around speech; longer silences are dropped and counted.
 - `ChannelBlocker` feeds samples through VAD, tracker and `choose_block` and yields `Block`s.
 
@@ -125,48 +128,71 @@ def choose_block(
 
     `spans` are the speech spans that end after `start`, in order (an open span is passed with
     end = `known`); `energy` covers samples [0, known). Decides only once everything up to
-    `start + max_s + merge_gap_s + pad_s + min_silence_s + min_speech_s` is known (or at the end of
-    the stream): by then every span that can matter has either closed or outlived `min_speech_s`,
-    so a streaming caller gets the same blocks as an offline one.
+    `start + 2 x max_s + merge_gap_s + pad_s + min_silence_s + min_speech_s` is known (or at the
+    end of the stream): by then every span that can matter (for this block, and for whether the
+    speech ends within the next one) has either closed or outlived `min_speech_s`, so a streaming
+    caller gets the same blocks as an offline one.
     """
     max_n, pad, gap_n = _n(cfg.max_s), _n(cfg.pad_s), _n(cfg.merge_gap_s)
-    if not final and known < start + max_n + gap_n + pad + _n(cfg.min_silence_s) + _n(cfg.min_speech_s):
+    if not final and known < start + 2 * max_n + gap_n + pad + _n(cfg.min_silence_s) + _n(cfg.min_speech_s):
         return None
     limit = min(start + max_n, known)
 
     # 1. Natural end: the first pause longer than merge_gap_s (or the end of the stream).
+    run_end: int | None = None  # where the speech from `start` ends naturally (with its padding)
     for i, span in enumerate(spans):
         nxt = spans[i + 1].start if i + 1 < len(spans) else None
-        if span.end >= limit:
-            break
         if nxt is None or nxt - span.end > gap_n:
             # The pause after this span is long: the block ends here, its padding capped by the
             # limit (never a cut through the silence that follows).
-            return Cut(min(span.end + pad, known if nxt is None else nxt, limit), None, "end")
+            run_end = min(span.end + pad, known if nxt is None else nxt)
+            if span.end < limit:
+                return Cut(min(run_end, limit), None, "end")
+            break
     if known <= limit:  # the stream ends inside this block
         return Cut(known, None, "end")
 
-    # 2. A pause: in the search window first, else the latest one before it.
     earliest = start + _n(cfg.min_s)
-    window_lo = max(earliest, limit - _n(cfg.search_s))
     pauses = [Span(a.end, b.start) for a, b in zip(spans, spans[1:]) if a.end < limit and b.start > earliest]
-    in_window = [p for p in pauses if p.end > window_lo]
-    for candidates, lo in ((in_window, window_lo), (pauses[::-1], earliest)):
-        best: tuple[float, int, Span] | None = None
-        for p in candidates:
-            at = _quietest(energy, max(p.start, lo), min(p.end, limit))
-            if at is not None and (best is None or energy[at // ENERGY_HOP] < best[0]):
-                best = (float(energy[at // ENERGY_HOP]), at, p)
-            if best is not None and candidates is not in_window:
-                break  # the latest earlier pause is enough
-        if best is not None:
-            _, at, p = best
-            return Cut(min(at, p.start + pad), max(at, p.end - pad), "pause")
 
-    # 3. No pause anywhere: cut where it is quietest in the window.
-    at = _quietest(energy, window_lo, limit)
-    at = limit if at is None else at
+    # 2. The speech ends within two blocks: cut where both pieces fit, never leaving a scrap.
+    window_lo = max(earliest, limit - _n(cfg.search_s))
+    hard_window = (window_lo, limit)
+    if run_end is not None and run_end - start <= 2 * max_n:
+        lo = max(earliest, run_end - max_n)  # both pieces at most max_s
+        mid, quarter = (start + run_end) // 2, (run_end - start) // 4
+        middle = (max(lo, mid - quarter), min(limit, mid + quarter))
+        for a, b in (middle, (lo, limit)):  # near the middle first
+            found = _quietest_pause(pauses, energy, a, b, pad)
+            if found is not None:
+                return found
+        hard_window = middle  # a hard cut, if it comes to that, near the middle too
+
+    # 3. A pause: in the search window first, else the latest one before it.
+    found = _quietest_pause([p for p in pauses if p.end > window_lo], energy, window_lo, limit, pad)
+    if found is None:
+        found = next(filter(None, (_quietest_pause([p], energy, earliest, limit, pad) for p in reversed(pauses))), None)
+    if found is not None:
+        return found
+
+    # 4. No pause anywhere: cut where it is quietest in the window.
+    at = _quietest(energy, *hard_window)
+    at = hard_window[1] if at is None else at
     return Cut(at, at, "hard")
+
+
+def _quietest_pause(pauses: Sequence[Span], energy: np.ndarray, lo: int, hi: int, pad: int) -> Cut | None:
+    """A cut at the quietest 10 ms of those `pauses` that lie within [lo, hi), keeping `pad_s`
+    of the pause on each side of the cut where the pause is long enough."""
+    best: tuple[float, int, Span] | None = None
+    for p in pauses:
+        at = _quietest(energy, max(p.start, lo), min(p.end, hi))
+        if at is not None and (best is None or energy[at // ENERGY_HOP] < best[0]):
+            best = (float(energy[at // ENERGY_HOP]), at, p)
+    if best is None:
+        return None
+    _, at, p = best
+    return Cut(min(at, p.start + pad), max(at, p.end - pad), "pause")
 
 
 class ChannelBlocker:

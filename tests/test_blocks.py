@@ -103,6 +103,33 @@ def test_hard_cut_only_without_any_pause_at_the_quietest_frame():
     assert cut.kind == "hard" and cut.end == int(3.4 * S) + ENERGY_HOP // 2 == cut.next_start
 
 
+def test_speech_ending_within_two_blocks_is_cut_near_its_middle():
+    # 7 s of speech without a pause: the old rule cut at the quietest point of 2.5-4 s (2.7 s here)
+    # and left 4.3 s, hence a third block of 0.3 s; a cut near the middle leaves two blocks.
+    spans = [Span(0, 7 * S)]
+    cut = choose_block(0, spans, _energy(20, {2.7: 0.01, 3.5: 0.1}), 20 * S, False, CFG)
+    assert cut.kind == "hard" and cut.end == int(3.5 * S) + ENERGY_HOP // 2
+    rest = choose_block(cut.end, spans, _energy(20), 20 * S, False, CFG)
+    assert rest.kind == "end" and rest.end == 7 * S + int(CFG.pad_s * S)
+    # With a pause where both pieces fit, the cut goes there.
+    spans = [Span(0, int(3.4 * S)), Span(int(3.6 * S), 7 * S)]
+    cut = choose_block(0, spans, _energy(20, {2.7: 0.01}), 20 * S, False, CFG)
+    assert cut.kind == "pause" and int(3.4 * S) <= cut.end <= int(3.6 * S)
+
+
+def test_no_scrap_is_left_at_the_end_of_long_speech():
+    # Speech of 4.3-7.9 s, with or without pauses: every piece is at least a quarter of it.
+    for length in (4.3, 5.0, 6.1, 7.06, 7.9):
+        spans, start, pieces = [Span(0, int(length * S))], 0, []
+        while True:
+            cut = choose_block(start, spans, _energy(20, {1.2: 0.01, 3.9: 0.01}), 20 * S, False, CFG)
+            pieces.append((cut.end - start) / S)
+            if cut.kind == "end":
+                break
+            start = cut.next_start
+        assert len(pieces) == 2 and min(pieces) >= (length + CFG.pad_s) / 4 - 0.01, (length, pieces)
+
+
 def test_waits_until_enough_audio_is_known():
     spans = [Span(0, 3 * S)]
     assert choose_block(0, spans, _energy(3), 3 * S, False, CFG) is None

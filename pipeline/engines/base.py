@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ..records import SAMPLE_RATE
 from .guards import collapse_repetitions
 
 FinishReason = Literal["stop", "length", "guard"]
@@ -61,7 +62,7 @@ def make_result(
     r: EngineRequest, text: str, ids: list[int], prompt_tokens: int, finish: str, batch_s: float, n: int
 ) -> EngineResult:
     """Apply the text guards and package one result (both engines)."""
-    text, collapsed = collapse_repetitions(text.strip())
+    text, collapsed = collapse_repetitions(text.strip(), duration_s=r.audio.size / SAMPLE_RATE)
     return EngineResult(
         block_id=r.block_id, text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, output_tokens=len(ids),
         # A loop that ran into the cap stays `length` (no end of sequence: the stronger flag).
