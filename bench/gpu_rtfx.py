@@ -7,10 +7,12 @@ and every block is forced to 16 output tokens (4 per audio second, a realistic t
 RTFx = audio seconds / wall seconds of `generate`, after a warm-up, at each batch size.
 
 Needs on the GPU machine: torch with CUDA, transformers >= 5, tokenizers, safetensors, vllm.
-Usage: python bench/gpu_rtfx.py [--model DIR] [--batches 64,256,1024] [--engine vllm|transformers]
+Usage: python bench/gpu_rtfx.py [--model DIR] [--batches 64,256,1024] [--engine vllm|transformers] [--block-s 4]
 Last line: gpu_rtfx=<float> gpu=<name>
 Measured 2026-11-26 on one H200 (torch 2.11.0+cu130, transformers 5.17.0), `--engine transformers`:
-RTFx 119 / 582 / 1317 / 2014 at batch 16 / 64 / 256 / 1024 (build 82 s). vLLM is not on that image
+RTFx 119 / 582 / 1317 / 2014 at batch 16 / 64 / 256 / 1024 (build 82 s); in a second run, 4 s blocks
+1186 / 1891 at batch 256 / 1024 against 8 s blocks (`--block-s 8`) 851 / 1365 at batch 128 / 512
+(the same audio per batch) and 2153 at batch 1024. vLLM is not on that image
 and its CUDA wheel is far over what a device call can carry, so the vLLM figure is not yet measured.
 """
 
@@ -27,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BLOCK_S = 4.0
-TOKENS = 16
+BLOCK_S = 4.0  # --block-s
+TOKENS = 16  # 4 per audio second
 PROMPT = "USER: <|audio|>can you transcribe the speech into a written format?\n ASSISTANT:"
 
 
@@ -98,7 +100,10 @@ def main() -> None:
     p.add_argument("--model", type=Path, help="full-size model folder (default: build one)")
     p.add_argument("--batches", default="64,256,1024")
     p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm")
+    p.add_argument("--block-s", type=float, default=4.0, help="block length (blocks.max_s); 4 tokens per second")
     args = p.parse_args()
+    global BLOCK_S, TOKENS
+    BLOCK_S, TOKENS = args.block_s, int(4 * args.block_s)
     import torch
 
     # Without a GPU (a smoke test of this script on the tiny model) it reports "cpu".
