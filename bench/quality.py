@@ -11,6 +11,8 @@ boundaries are known), in three variants: clean 16 kHz, telephone (8 kHz mu-law 
 Also: segment start error against the true utterance starts, the share of words a block
 boundary splits, and the words emitted on silence and noise-only audio (must be none).
 
+Options: --calls N (per variant; 4), --also-max-s 6,8 (our blocks at other block limits, same calls),
+--doc docs/quality.md (write the report).
 Last line: wer_blocks_over_whole=<ratio> wer_fixed_over_whole=<ratio> ts_median_err_s=<float> silence_words=<int>
 Needs: pip install -e '.[cpu,test,bench]'. Tried on: 2-core x86_64 VM, no GPU.
 """
