@@ -29,17 +29,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BLOCK_S = 4.0  # --block-s
-TOKENS = 16  # 4 per audio second
+TOKENS_PER_S = 4  # forced output: a realistic transcript length
 PROMPT = "USER: <|audio|>can you transcribe the speech into a written format?\n ASSISTANT:"
 
 
-def blocks(n: int) -> list[np.ndarray]:
+def blocks(n: int, block_s: float) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    return [(rng.standard_normal(int(BLOCK_S * 16000)) * 0.05).astype(np.float32) for _ in range(n)]
+    return [(rng.standard_normal(int(block_s * 16000)) * 0.05).astype(np.float32) for _ in range(n)]
 
 
-def run_vllm(model: Path, batches: list[int]) -> dict[int, float]:
+def run_vllm(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
     from pipeline.compat import ensure_torchaudio
 
     if ensure_torchaudio():  # CPU smoke test: see pipeline/engines/vllm.py
@@ -50,11 +49,12 @@ def run_vllm(model: Path, batches: list[int]) -> dict[int, float]:
 
     llm = LLM(
         model=str(model), dtype="bfloat16", max_model_len=4096, max_num_seqs=max(batches), seed=0,
-        limit_mm_per_prompt={"audio": {"count": 1, "length": int(BLOCK_S * 16000)}}, gpu_memory_utilization=0.85,
+        limit_mm_per_prompt={"audio": {"count": 1, "length": int(block_s * 16000)}}, gpu_memory_utilization=0.85,
     )
-    params = SamplingParams(temperature=0.0, max_tokens=TOKENS, min_tokens=TOKENS, ignore_eos=True)
+    tokens = int(TOKENS_PER_S * block_s)
+    params = SamplingParams(temperature=0.0, max_tokens=tokens, min_tokens=tokens, ignore_eos=True)
     out: dict[int, float] = {}
-    audio = blocks(max(batches) * 2 + 8)
+    audio = blocks(max(batches) * 2 + 8, block_s)
     llm.generate([{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in audio[:8]], params, use_tqdm=False)
     used = 8
     for b in batches:
@@ -62,12 +62,12 @@ def run_vllm(model: Path, batches: list[int]) -> dict[int, float]:
         used += b
         t0 = time.perf_counter()
         llm.generate([{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in batch], params, use_tqdm=False)
-        out[b] = b * BLOCK_S / (time.perf_counter() - t0)
+        out[b] = b * block_s / (time.perf_counter() - t0)
         print(f"vllm batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
     return out
 
 
-def run_transformers(model: Path, batches: list[int]) -> dict[int, float]:
+def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
     from pipeline.compat import ensure_torchaudio
 
     ensure_torchaudio()  # CPU smoke test only; on a GPU image torchaudio loads as is
@@ -78,19 +78,19 @@ def run_transformers(model: Path, batches: list[int]) -> dict[int, float]:
     proc.tokenizer.padding_side = "left"
     dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test of this script
     net = GraniteSpeechForConditionalGeneration.from_pretrained(model, dtype=torch.bfloat16).to(dev).eval()
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    tokens = int(TOKENS_PER_S * block_s)
     out: dict[int, float] = {}
     for b in batches:
-        inputs = proc(text=[PROMPT] * b, audio=blocks(b), sampling_rate=16000, return_tensors="pt", padding=True).to(dev)
+        inputs = proc(text=[PROMPT] * b, audio=blocks(b, block_s), sampling_rate=16000, return_tensors="pt", padding=True).to(dev)
         inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
         with torch.inference_mode():
-            net.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)  # warm-up
-            if dev == "cuda":
-                torch.cuda.synchronize()
+            net.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)  # warm-up
+            sync()
             t0 = time.perf_counter()
-            net.generate(**inputs, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False)
-            if dev == "cuda":
-                torch.cuda.synchronize()
-        out[b] = b * BLOCK_S / (time.perf_counter() - t0)
+            net.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+            sync()
+        out[b] = b * block_s / (time.perf_counter() - t0)
         print(f"transformers batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
     return out
 
@@ -102,8 +102,6 @@ def main() -> None:
     p.add_argument("--engine", choices=["vllm", "transformers"], default="vllm")
     p.add_argument("--block-s", type=float, default=4.0, help="block length (blocks.max_s); 4 tokens per second")
     args = p.parse_args()
-    global BLOCK_S, TOKENS
-    BLOCK_S, TOKENS = args.block_s, int(4 * args.block_s)
     import torch
 
     # Without a GPU (a smoke test of this script on the tiny model) it reports "cpu".
@@ -117,7 +115,7 @@ def main() -> None:
             t = time.perf_counter()
             model = build_test_model(Path(tmp) / "full", full_size=True)
             print(f"built the full-size random model in {time.perf_counter() - t:.0f} s", flush=True)
-        rtfx = (run_vllm if args.engine == "vllm" else run_transformers)(model, batches)
+        rtfx = (run_vllm if args.engine == "vllm" else run_transformers)(model, batches, args.block_s)
     print(f"gpu_rtfx={max(rtfx.values()):.0f} gpu={gpu}")
 
 

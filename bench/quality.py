@@ -104,6 +104,12 @@ def recognize(engine: MoonshineEngine, audio: np.ndarray) -> str:
     return engine.transcribe([EngineRequest("piece", audio, "", "transcribe", (), 0)])[0].text
 
 
+def fixed_pieces(audio: np.ndarray, step_s: float) -> list[np.ndarray]:
+    """The naive baseline: cuts every `step_s` seconds, wherever they fall."""
+    n = int(step_s * SAMPLE_RATE)
+    return [audio[i : i + n] for i in range(0, audio.size, n)]
+
+
 def decoded(path: Path) -> np.ndarray:
     with open(path, "rb") as f:
         dec = AudioDecoder(f, path.stat().st_size, "mix", None)
@@ -167,7 +173,7 @@ def score(calls: list[Call], cfg: JobConfig, engine: MoonshineEngine) -> Scores:
         sc.start_err += onset_errors(truth, segs)
         cuts = [seg["end_s"] for a, seg in zip(segs[1:], segs) if abs(a["start_s"] - seg["end_s"]) < 1e-6]
         sc.split_blocks += sum(inside_utterance(truth, t) and voiced(audio, t) for t in cuts)
-        pieces = [audio[i : i + int(step * SAMPLE_RATE)] for i in range(0, audio.size, int(step * SAMPLE_RATE))]
+        pieces = fixed_pieces(audio, step)
         sc.fixed.append(normalize(" ".join(recognize(engine, p) for p in pieces)))
         fixed_cuts = [k * step for k in range(1, len(pieces))]
         sc.split_fixed += sum(inside_utterance(truth, t) and voiced(audio, t) for t in fixed_cuts)
@@ -176,14 +182,14 @@ def score(calls: list[Call], cfg: JobConfig, engine: MoonshineEngine) -> Scores:
 
 def blocks_wer(calls_by_variant: dict[str, list[Call]], cfg: JobConfig, engine: MoonshineEngine) -> dict[str, float]:
     """WER of our blocks alone (no baselines), per variant and over all: for other block limits."""
+    import jiwer
+
     refs: dict[str, list[str]] = {}
     hyps: dict[str, list[str]] = {}
     for variant, calls in calls_by_variant.items():
         for call in calls:
             refs.setdefault(variant, []).append(normalize(" ".join(call.truth.texts)))
             hyps.setdefault(variant, []).append(normalize(" ".join(s["text"] for s in run_blocks(call.path, cfg, engine))))
-    import jiwer
-
     out = {v: jiwer.wer(refs[v], hyps[v]) for v in refs}
     out["all"] = jiwer.wer(sum(refs.values(), []), sum(hyps.values(), []))
     return out
@@ -198,9 +204,7 @@ def silence_words(cfg: JobConfig, engine: MoonshineEngine, tmp: Path) -> dict[st
         folder.mkdir(parents=True, exist_ok=True)
         path = C.encode(x, SAMPLE_RATE, "wav_s16", folder / "quiet.wav")
         ours = sum(len(normalize(s["text"]).split()) for s in run_blocks(path, cfg, engine))
-        audio = decoded(path)
-        n = int(cfg.blocks.max_s * SAMPLE_RATE)
-        fixed = sum(len(normalize(recognize(engine, audio[i : i + n])).split()) for i in range(0, audio.size, n))
+        fixed = sum(len(normalize(recognize(engine, p)).split()) for p in fixed_pieces(decoded(path), cfg.blocks.max_s))
         out[name] = (ours, fixed)
     return out
 

@@ -170,10 +170,12 @@ def choose_block(
 
     # 3. A pause: in the search window first, else the latest one before it.
     found = _quietest_pause([p for p in pauses if p.end > window_lo], energy, window_lo, limit, pad)
-    if found is None:
-        found = next(filter(None, (_quietest_pause([p], energy, earliest, limit, pad) for p in reversed(pauses))), None)
     if found is not None:
         return found
+    for p in reversed(pauses):
+        found = _quietest_pause([p], energy, earliest, limit, pad)
+        if found is not None:
+            return found
 
     # 4. No pause anywhere: cut where it is quietest in the window.
     at = _quietest(energy, *hard_window)
