@@ -39,12 +39,9 @@ def blocks(n: int, block_s: float) -> list[np.ndarray]:
 
 
 def run_vllm(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
-    from pipeline.compat import ensure_torchaudio
+    from pipeline import cpu_torch
 
-    if ensure_torchaudio():  # CPU smoke test: see pipeline/engines/vllm.py
-        import os
-
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    cpu_torch.install()  # CPU smoke test only (pipeline/cpu_torch.py); on a GPU image nothing changes
     from vllm import LLM, SamplingParams
 
     llm = LLM(
@@ -68,9 +65,9 @@ def run_vllm(model: Path, batches: list[int], block_s: float) -> dict[int, float
 
 
 def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
-    from pipeline.compat import ensure_torchaudio
+    from pipeline import cpu_torch
 
-    ensure_torchaudio()  # CPU smoke test only; on a GPU image torchaudio loads as is
+    cpu_torch.install()  # CPU smoke test only; on a GPU image nothing changes
     import torch
     from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 

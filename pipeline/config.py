@@ -348,10 +348,16 @@ def _check_job_file(path: Path) -> None:
         raise ConfigError(f"job file {path} must hold a mapping of sections (input:, blocks:, ...)")
 
 
+# Read before any config exists (at interpreter start-up: pipeline/cpu_torch.py), so not a key.
+NOT_CONFIG_ENV = {"GRANITE_BATCH_CPU_TORCH"}
+
+
 def _reject_unknown_env() -> None:
     # pydantic-settings ignores prefixed variables that match no section; a typo there would
     # silently fall back to a default, so treat it like any other unknown key.
     for name in os.environ:
+        if name.upper() in NOT_CONFIG_ENV:
+            continue
         if name.upper().startswith(ENV_PREFIX):  # pydantic-settings matches case-insensitively
             section = name[len(ENV_PREFIX) :].split("__")[0].lower()
             if section not in JobConfig.model_fields:

@@ -165,9 +165,9 @@ def build_test_model(out_dir: Path, full_size: bool = False, seed: int = 0) -> P
     of the same names already in `out_dir` are replaced. Needs torch, transformers >= 5 and an
     importable torchaudio (the feature extractor's MelSpectrogram); never touches the network.
     """
-    from .compat import ensure_torchaudio
+    from . import cpu_torch
 
-    ensure_torchaudio()
+    cpu_torch.install()
     import torch
     from transformers import (
         GenerationConfig,

@@ -14,14 +14,14 @@ import numpy as np
 
 from ..records import SAMPLE_RATE
 from .base import EngineRequest, EngineResult, in_length_groups, make_result
-from ..compat import ensure_torchaudio
+from .. import cpu_torch
 
 
 class TransformersEngine:
     name = "transformers"
 
     def __init__(self, model_dir: Path, dtype: str = "float32", batch_size: int = 16) -> None:
-        ensure_torchaudio()
+        cpu_torch.install()
         import torch
         from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 
