@@ -10,6 +10,7 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+from . import cpu_torch
 from .config import ConfigError, JobConfig, load_config
 from .engines.model_source import ModelSourceError
 from .engines.base import EngineStartError
@@ -17,6 +18,10 @@ from .kube.submit import SubmitError
 from .plan import PlanSummary, run_plan
 from .sink import OutputError
 from .sources import SourceError
+
+
+DOCTOR_HINT = ("granite-batch: `granite-batch doctor` checks what a run needs on this machine "
+               "(torch and vLLM builds, codecs, Ray; with --config, the model and output) and says how to fix it")
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -71,11 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("dir", type=Path)
     mk.add_argument("--full-size", action="store_true", help="the real-size architecture (4.3 GiB, bf16) for speed checks")
     mk.add_argument("--seed", type=int, default=0)
+    dr = sub.add_parser("doctor", help="check what a run on this machine needs (builds, codecs, Ray, model, output)")
+    dr.add_argument("--config", metavar="FILE", help="job file: also check its model and output")
+    dr.add_argument("--model", dest="model.id", metavar="ID|DIR|S3", help="also check this model source")
+    dr.add_argument("--output", dest="output.uri", metavar="URI", help="also check that this output is writable")
+    dr.add_argument("--endpoint-url", dest="input.endpoint_url", metavar="URL", help="S3-compatible endpoint")
     mm = sub.add_parser("mirror-model", help="upload a model folder as a verified s3:// mirror (for air-gapped sites)")
     mm.add_argument("dir", type=Path)
     mm.add_argument("uri", metavar="s3://BUCKET/PREFIX")
     mm.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint")
     args = vars(parser.parse_args(argv))
+    cpu_torch.install()  # where the start-up hook (.pth) is missing, at least this process
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     try:
@@ -90,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             n = push_mirror(args["dir"], args["uri"], args["endpoint_url"])
             print(f"mirrored {n} files and the manifest to {args['uri']}")
             return 0
+        if args["command"] == "doctor":
+            return _doctor(args)
         if args["command"] == "demo":
             from .demo import run_demo
 
@@ -111,13 +124,29 @@ def main(argv: list[str] | None = None) -> int:
     except SubmitError as err:
         print(f"granite-batch: {err}", file=sys.stderr)
         return 2
-    except (OutputError, EngineStartError) as err:
+    except OutputError as err:
         print(f"granite-batch: run failed: {err}", file=sys.stderr)
+        return 3
+    except EngineStartError as err:
+        print(f"granite-batch: run failed: {err}\n{DOCTOR_HINT}", file=sys.stderr)
         return 3
     except Exception:  # a bug, or Ray lost: exit 4, never 1 ("finished, some recordings failed")
         traceback.print_exc()
         print("granite-batch: internal error (traceback above); a re-run resumes where this one stopped", file=sys.stderr)
+        print(DOCTOR_HINT, file=sys.stderr)
         return 4
+
+
+def _doctor(args: dict) -> int:
+    from .doctor import diagnose, render
+
+    overrides = {k: v for k, v in args.items() if "." in k}
+    given = args["config"] or any(v is not None for v in overrides.values())
+    if not args["config"]:
+        overrides["input.uri"] = "."  # required by the config model; doctor does not read the input
+    found = diagnose(load_config(args["config"], overrides) if given else None)
+    print(render(found))
+    return 1 if any(f.ok is False for f in found) else 0
 
 
 def _kube(args: dict) -> int:

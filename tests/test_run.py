@@ -274,6 +274,7 @@ def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
                     engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1}])
     rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 3 and "run failed: engine worker a-0 failed to start" in err, err[-3000:]
+    assert "granite-batch doctor" in err  # a start-up failure points to the check
     assert not list((tmp_path / "out").glob("segments/*/*.parquet"))
 
 
