@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.blocks import ENERGY_HOP, ChannelBlocker, Span, choose_block
-from pipeline.config import BlocksConfig, InputConfig, FiltersConfig, JobConfig
+from pipeline.config import BlocksConfig, InputConfig, JobConfig
 from pipeline.prepare import cut_recording, drain
 from pipeline.records import SAMPLE_RATE, Block
 from pipeline.sources.local import LocalSource

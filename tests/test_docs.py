@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,12 +22,33 @@ def test_jobs_validate(job, monkeypatch):
     assert cfg.input.uri
 
 
-def test_readme_gives_two_commands_and_ci_runs_the_test_one():
+def test_readme_gives_two_commands_and_ci_runs_them_from_a_clean_start():
     blocks = re.findall(r"```\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) == 2
     run_job, run_tests = blocks
-    assert "granite-batch" in run_job and run_tests == "bash tests/run.sh"
-    assert "exec bash tests/run.sh" in (ROOT / ".ci/run").read_text()
+    assert run_job.startswith("python3 -m venv .venv && ") and run_job.endswith("granite-batch demo")
+    assert run_tests == "bash tests/run.sh"
+    ci = (ROOT / ".ci/run").read_text()
+    assert "## Set up" in ci  # it reads the commands from the README, not a copy of them
+    for var in ("HOME", "XDG_CACHE_HOME", "VLLM_CACHE_ROOT", "HF_HOME", "RAY_TMPDIR", "TORCHINDUCTOR_CACHE_DIR"):
+        assert f'{var}="$scratch' in ci, var
+    assert "rm -rf .venv" in ci
+
+
+def test_images_get_every_file_the_install_needs():
+    """setup.py places the start-up hook; an image without either fails to build or to run."""
+    needed = ("pyproject.toml", "setup.py", "granite_batch_cpu_torch.pth")
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    for dockerfile in sorted((ROOT / "images").glob("*/Dockerfile")):
+        copies = " ".join(line for line in dockerfile.read_text().splitlines() if line.startswith("COPY"))
+        for name in needed:
+            assert f" {name} " in copies, f"{dockerfile.parent.name} image does not copy {name}"
+            assert f"!{name}" in ignore, f".dockerignore keeps {name} out"
+
+
+def test_code_is_ruff_clean():
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:]
 
 
 def _generated() -> dict[tuple[str, str], str]:
