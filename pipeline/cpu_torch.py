@@ -16,8 +16,10 @@ Where the builds match (GPU images, or a CPU torchvision), nothing changes.
 It must hold in every process that imports them: ours, Ray's workers and the processes vLLM
 spawns (`python -m vllm.model_executor.models.registry`, its engine core). So the package
 installs `granite_batch_cpu_torch.pth` into site-packages (setup.py), which runs `install()` at
-every interpreter start-up of that environment; the CLI calls it too. `GRANITE_BATCH_CPU_TORCH=off`
-turns it off.
+every interpreter start-up of that environment; the CLI calls it too. The .pth loads this file as
+`_granite_batch_cpu_torch`, not as `pipeline.cpu_torch`: importing `pipeline` at start-up would
+pin it to the installed checkout ahead of the working directory's. Hence no imports from
+`pipeline` here. `GRANITE_BATCH_CPU_TORCH=off` turns it off.
 """
 
 from __future__ import annotations
@@ -105,18 +107,13 @@ def install() -> list[str]:
     done = []
     for build in mismatched():
         if build.name in BLOCKED:
-            if build.name not in sys.modules or sys.modules[build.name] is None:
+            if build.name not in sys.modules:
                 sys.modules[build.name] = None  # type: ignore[assignment]  # the documented import block
                 done.append(f"blocked {build.name} {build.version}")
-        elif "torchaudio" not in sys.modules or is_stand_in():
-            sys.modules.setdefault("torchaudio._extension", _torchaudio_stand_in())
+        elif "torchaudio" not in sys.modules and "torchaudio._extension" not in sys.modules:
+            sys.modules["torchaudio._extension"] = _torchaudio_stand_in()
             done.append(f"stand-in for {build.name} {build.version}'s compiled extension")
     return done
-
-
-def is_stand_in() -> bool:
-    ext = sys.modules.get("torchaudio._extension")
-    return bool(getattr(ext, "_GRANITE_BATCH_STAND_IN", False))
 
 
 def pth_file() -> Path | None:

@@ -95,7 +95,7 @@ def check_companions() -> list[Finding]:
 _CHILD = """
 import json, sys, time
 t = time.time()
-out = {"blocked": [n for n in ("torchvision", "torchcodec") if n in sys.modules and sys.modules[n] is None]}
+out = {"hook": "_granite_batch_cpu_torch" in sys.modules}
 try:
     from transformers import GraniteSpeechFeatureExtractor, GraniteSpeechForConditionalGeneration
     from torchaudio.transforms import MelSpectrogram
@@ -123,8 +123,9 @@ def check_child_imports(run: Callable[..., subprocess.CompletedProcess[str]] = s
     except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
         return [Finding("child imports", False, f"the child process gave no answer ({type(err).__name__})", REINSTALL)]
     fix = "see the torchvision/torchaudio/torchcodec lines above; " + REINSTALL
-    found = [Finding("transformers Granite Speech (child process)", got["transformers"] == "ok", got["transformers"],
-                     "" if got["transformers"] == "ok" else fix)]
+    hook = "start-up hook ran" if got["hook"] else "no start-up hook"
+    found = [Finding("transformers Granite Speech (child process)", got["transformers"] == "ok",
+                     f"{got['transformers']} ({hook})", "" if got["transformers"] == "ok" else fix)]
     vllm_ok = got["vllm"] == "ok"
     found.append(Finding("vLLM Granite Speech module (child process)", vllm_ok,
                          f"{got['vllm']} ({got['seconds']} s)", "" if vllm_ok else fix))

@@ -57,7 +57,7 @@ def _child(code: str, **env: str) -> dict:
 
 PROBE = """
 import json, sys
-out = {"torchvision": repr(sys.modules.get("torchvision", "absent"))}
+out = {"hook": "_granite_batch_cpu_torch" in sys.modules, "pipeline": "pipeline" in sys.modules}
 try:
     from transformers import GraniteSpeechFeatureExtractor, GraniteSpeechForConditionalGeneration
     from torchaudio.transforms import MelSpectrogram
@@ -77,6 +77,7 @@ def test_every_new_python_process_of_the_environment_gets_the_hook():
     assert cpu_torch.pth_file() is not None, "the editable install did not place granite_batch_cpu_torch.pth"
     on = _child(PROBE)
     assert on["granite"] == "ok", on
+    assert on["hook"] and not on["pipeline"], "the hook must not import `pipeline` (it would pin the checkout)"
     off = _child(PROBE, GRANITE_BATCH_CPU_TORCH="off")
     assert off["granite"] != "ok", "without the hook the CUDA builds should break the import"
 
