@@ -60,13 +60,20 @@ def run_demo(output: Path) -> int:
             print(duckdb.sql(query))
         except duckdb.IOException:  # no file of that dataset yet: every recording failed
             print("(no rows)")
+    p = report.progress
+    if p.ok + p.failed:
+        did = (f"listed {audio}, decoded each file and channel, cut ~4 s blocks at pauses, transcribed them with "
+               f"the test model through vLLM ({p.ok} ok, {p.failed} failed), and committed")
+        again = "Run it again: nothing is redone (every recording is `skipped`)."
+    else:
+        did = f"listed {audio}; every recording was done by an earlier run into this output, so all are skipped"
+        again = f"Delete {out} to run it from scratch."
     print(f"""
-Done in {time.monotonic() - t0:.0f} s. What it did: listed {audio}, decoded each file and channel,
-cut ~4 s blocks at pauses, transcribed them with the test model through vLLM, and committed:
+Done in {time.monotonic() - t0:.0f} s. What it did: {did}. The output:
   {out}/segments/     one row per segment, on the source timeline (Parquet, by date)
   {out}/recordings/   one row per recording and run: ok, failed (with the reason) or skipped
   {report.manifest_uri}   this run's manifest
-Run it again: nothing is redone (every recording is `skipped`). The model was random, so the texts are noise.
+{again} The model was random, so the texts are noise.
 Real transcripts: granite-batch run --input s3://bucket/calls --output s3://bucket/transcripts \\
     --model ibm-granite/granite-4.0-1b-speech   (docs/run.md; air-gapped: docs/engines.md)""")
     return 0
