@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.config import load_config
 from pipeline.kube import submit as k
-from pipeline.kube.values_schema import CHART, render as render_schema
+from pipeline.kube.values_schema import CHART, GENERATED
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT.parent / "shared" / "kuberay-crds"
@@ -67,8 +67,9 @@ def test_helm_lint_strict():
         assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_values_schema_is_generated_from_the_config_model():
-    assert (CHART / "values.schema.json").read_text() == render_schema(), "run `python -m pipeline.kube.values_schema`"
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_chart_files_are_generated_from_the_config_model(name):
+    assert (CHART / name).read_text() == GENERATED[name](), "run `python -m pipeline.kube.values_schema`"
 
 
 @pytest.mark.parametrize("bad", ["job.inptu.uri=x", "workers.gpu.enbled=true", "job.blocks.max_s=99",
@@ -229,6 +230,21 @@ def test_the_configmap_is_a_valid_job_with_pools_from_the_worker_groups(rendered
         src, rendered_cfg = load_config(p), configmap_job(rendered[f"jobs/{p.name}"], tmp_path)
         for section in ("input", "output", "filters", "channels", "prompt"):
             assert getattr(rendered_cfg, section) == getattr(src, section), (p.name, section)
+
+
+def test_the_charts_pools_are_the_config_models_field_by_field(rendered, tmp_path):
+    """One source for pool settings: the rendered job's pools equal `JobConfig()`'s, but for
+    what the chart derives from its worker groups."""
+    from pipeline.config import JobConfig
+
+    chart_decides = {"gpu": {"replicas"}, "cpu": {"replicas", "cpus", "resources"}}
+    pools = {p.name: p for p in configmap_job(rendered["default"], tmp_path).engine.pools}
+    defaults = {p.name: p for p in JobConfig.model_fields["engine"].default.pools}
+    assert pools.keys() == defaults.keys() == chart_decides.keys()
+    for name, pool in pools.items():
+        for field in type(pool).model_fields:
+            if field not in chart_decides[name]:
+                assert getattr(pool, field) == getattr(defaults[name], field), (name, field)
 
 
 def test_model_sources(tmp_path):

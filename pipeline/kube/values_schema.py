@@ -1,7 +1,13 @@
-"""`helm/granite-batch/values.schema.json`, generated: the chart's own keys, written out here, and
-`job`, which *is* the job config model (pipeline/config.py). So a values file, a `jobs/*.yaml`
-file and `granite-batch run --config` accept exactly the same job, and Helm rejects a typo at
-install time. `python -m pipeline.kube.values_schema` rewrites the file; a test keeps it current.
+"""The chart's files generated from the config model (pipeline/config.py):
+
+- `values.schema.json`: the chart's own keys, written out here, and `job`, which *is* the job
+  config model. So a values file, a `jobs/*.yaml` file and `granite-batch run --config` accept
+  exactly the same job, and Helm rejects a typo at install time.
+- `pool-defaults.json`: the default engine pools (`engine.pools`), which the chart's worker
+  groups start from; the chart sets only what it derives from its own values (replicas, CPUs,
+  the Ray resource that keeps CPU engines on CPU nodes).
+
+`python -m pipeline.kube.values_schema` rewrites both; tests keep them current.
 """
 
 from __future__ import annotations
@@ -86,6 +92,15 @@ def render() -> str:
     return json.dumps(values_schema(), indent=2, sort_keys=False) + "\n"
 
 
+def render_pool_defaults() -> str:
+    """`JobConfig().engine.pools` by name, without `replicas` (the chart's worker groups decide it)."""
+    pools = {p.name: p.model_dump(mode="json", exclude={"name", "replicas"}) for p in JobConfig.model_fields["engine"].default.pools}
+    return json.dumps(pools, indent=2) + "\n"
+
+
+GENERATED = {"values.schema.json": render, "pool-defaults.json": render_pool_defaults}
+
 if __name__ == "__main__":
-    (CHART / "values.schema.json").write_text(render())
-    print(f"wrote {CHART / 'values.schema.json'}")
+    for name, make in GENERATED.items():
+        (CHART / name).write_text(make())
+        print(f"wrote {CHART / name}")

@@ -42,12 +42,14 @@ app.kubernetes.io/part-of: granite-batch
 {{- define "granite-batch.jobConfig" -}}
 {{- $job := deepCopy .Values.job }}
 {{- $_ := unset $job "schedule" }}
+{{- /* Pool settings come from the config model (pool-defaults.json, generated); the chart sets only what its worker groups decide. */}}
+{{- $defaults := .Files.Get "pool-defaults.json" | fromJson }}
 {{- $pools := list }}
 {{- if .Values.workers.gpu.enabled }}
-{{- $pools = append $pools (dict "name" "gpu" "device" "gpu" "replicas" (mul .Values.workers.gpu.maxReplicas .Values.workers.gpu.gpusPerWorker) "gpus" 1 "cpus" 1) }}
+{{- $pools = append $pools (merge (dict "name" "gpu" "replicas" (mul .Values.workers.gpu.maxReplicas .Values.workers.gpu.gpusPerWorker)) (deepCopy $defaults.gpu)) }}
 {{- end }}
 {{- if .Values.workers.cpu.enabled }}
-{{- $pools = append $pools (dict "name" "cpu" "device" "cpu" "replicas" .Values.workers.cpu.maxReplicas "cpus" .Values.workers.cpu.engineCpus "gpus" 0 "batch_blocks" 16 "slots" 4 "gather_s" 1.0 "resources" (dict "vllm_cpu" 1)) }}
+{{- $pools = append $pools (merge (dict "name" "cpu" "replicas" .Values.workers.cpu.maxReplicas "cpus" .Values.workers.cpu.engineCpus "resources" (dict "vllm_cpu" 1)) (deepCopy $defaults.cpu)) }}
 {{- end }}
 {{- $model := dict "cache_dir" "/cache/models" }}
 {{- if eq .Values.model.source "hub" }}
