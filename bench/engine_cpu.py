@@ -45,12 +45,13 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     from pipeline.config import load_config
     from pipeline.engines import PromptSpec, make_engine, requests_for
 
-    cfg = load_config(None, {"input.uri": "x", "engine.dtype": dtype, "engine.enforce_eager": eager, "engine.batch_blocks": n})
+    cfg = load_config(None, {"input.uri": "x", "engine.dtype": dtype, "engine.enforce_eager": eager, "engine.batch_blocks": n,
+                             "engine.force_tokens_per_s": TOKENS_PER_AUDIO_S})
     blocks = _blocks(n)
     t0 = time.perf_counter()
     engine = make_engine(kind, Path(model), cfg)
     start_s = time.perf_counter() - t0
-    reqs = requests_for(blocks, {"bench": PromptSpec()}, engine.tokenizer, cfg, force_tokens_per_s=TOKENS_PER_AUDIO_S)
+    reqs = requests_for(blocks, {"bench": PromptSpec()}, engine.tokenizer, cfg)
     engine.transcribe(reqs[:2])  # warm-up (first-call allocations, lazy init)
     t0 = time.perf_counter()
     results = engine.transcribe(reqs)

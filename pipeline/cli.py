@@ -187,7 +187,8 @@ def _run(cfg: JobConfig) -> int:
 def _transcribe(cfg: JobConfig, files: list[str]) -> int:
     from .engines import make_engine
     from .engines.model_source import resolve_model
-    from .transcribe import job_keywords, transcribe_files
+    from .engines.prompts import job_keywords
+    from .transcribe_local import transcribe_files
 
     words = job_keywords(cfg)  # a bad keywords file fails now, not after minutes of model loading
     engine = make_engine(cfg.engine.kind, resolve_model(cfg.model, cfg.input.endpoint_url), cfg)

@@ -39,7 +39,7 @@ from .job import Item
 from .prepare import Outcome, cut_recording
 from .records import Block, Recording
 from .sources import SourceError, cached_source
-from .transcribe import job_keywords, prompt_for
+from .engines.prompts import job_keywords, prompt_for
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class EngineWorker:
                                 np.frombuffer(r["audio"], np.float32)))
             p = json.loads(r["prompt"])
             specs[r["recording_id"]] = PromptSpec(p["task"], p["language"], tuple(p["keywords"]))
-        requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg, self.cfg.engine.force_tokens_per_s)
+        requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg)
         out = []
         for r, res in zip(rows, self.engine.transcribe(requests)):
             out.append(_result_row(r, text=res.text, keywords=list(res.keywords), engine=self.pool,

@@ -111,6 +111,14 @@ def test_token_cap_flags_length(engines, blocks, cfg):
         assert [r.output_tokens for r in forced] == [12, 12] and {r.finish_reason for r in forced} <= {"length", "guard"}
 
 
+def test_forced_token_counts_come_from_the_config_in_every_path(engines, blocks):
+    """`engine.force_tokens_per_s` is read by `requests_for` itself, so `run`, `transcribe` and the
+    benches (which all build requests through it) force the same lengths."""
+    forced_cfg = load_config(None, {"input.uri": "x", "engine.dtype": "float32", "engine.force_tokens_per_s": 5})
+    reqs = requests_for(blocks[:3], {"rec": PromptSpec()}, engines["vllm"].tokenizer, forced_cfg)
+    assert [r.max_tokens for r in reqs] == [r.min_tokens for r in reqs] == [max(1, round(b.duration_s * 5)) for b in blocks[:3]]
+
+
 def test_max_tokens_follows_duration():
     assert max_tokens(4.0) == 80 and max_tokens(0.5) == 24 and max_tokens(2.0, tokens_per_s=10, margin=0) == 20
 

@@ -147,7 +147,7 @@ def test_range_reader_rejects_negative_seek(bucket):
 
 def test_keyword_sidecars_local_and_s3(bucket, tmp_path):
     from pipeline.config import load_config
-    from pipeline.transcribe import prompt_for
+    from pipeline.engines.prompts import prompt_for
 
     s3 = bucket.client()
     s3.put_object(Bucket="src", Key="kw/call.wav", Body=b"x")

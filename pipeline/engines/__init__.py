@@ -52,11 +52,11 @@ def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
 
 
 def requests_for(
-    blocks: Sequence[Block], spec_of: dict[str, PromptSpec], tokenizer: object, cfg: JobConfig,
-    force_tokens_per_s: float | None = None,
+    blocks: Sequence[Block], spec_of: dict[str, PromptSpec], tokenizer: object, cfg: JobConfig
 ) -> list[EngineRequest]:
     """One request per block; `spec_of` maps recording_id to its prompt (keywords differ per recording).
-    `force_tokens_per_s` (benchmarks on random weights) makes every output exactly that long."""
+    `engine.force_tokens_per_s` (benchmarks on random weights) makes every output exactly that long,
+    in `run`, `transcribe` and the benches alike."""
     rendered: dict[PromptSpec, str] = {}
     reqs = []
     for b in blocks:
@@ -65,8 +65,8 @@ def requests_for(
             rendered[spec] = render(tokenizer, spec)
         cap = max_tokens(b.duration_s, cfg.engine.tokens_per_s, cfg.engine.margin_tokens)
         forced = 0
-        if force_tokens_per_s:
-            cap = forced = max(1, round(b.duration_s * force_tokens_per_s))
+        if cfg.engine.force_tokens_per_s:
+            cap = forced = max(1, round(b.duration_s * cfg.engine.force_tokens_per_s))
         reqs.append(EngineRequest(b.block_id, engine_audio(b.samples, cfg), rendered[spec], spec.variant, spec.keywords, cap, forced))
     return reqs
 

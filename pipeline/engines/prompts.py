@@ -1,4 +1,5 @@
-"""Granite 4.0 Speech prompts: the model card's transcription prompt, keyword biasing, translation.
+"""Granite 4.0 Speech prompts: the model card's transcription prompt, keyword biasing, translation,
+and where each recording's prompt comes from (the job's keywords, its keywords file, a sidecar).
 
 The user turn is rendered with the model's own chat template (`USER: {content}\\n ASSISTANT:`),
 so both engines see the same prompt text. Keywords bias proper names and acronyms by appending
@@ -10,13 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from ..config import ConfigError, JobConfig
+from ..records import Recording
+from ..sources import Source
 
 AUDIO_PLACEHOLDER = "<|audio|>"
 TRANSCRIBE = "can you transcribe the speech into a written format?"
 TRANSLATE = "translate the speech to {language}"
 _SPECIAL = re.compile(r"<\|[^|>]*\|>")
 _COMMENT = re.compile(r"(^|\s)#.*")
+KEYWORDS_SUFFIX = ".keywords.txt"  # a recording's own keywords: `call.wav.keywords.txt` beside `call.wav`
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,25 @@ def parse_keywords_text(text: str) -> list[str]:
         line = _COMMENT.sub("", line)
         words += [w.strip() for w in line.split(",") if w.strip()]
     return words
+
+
+def job_keywords(cfg: JobConfig) -> list[str]:
+    """The job-level list plus the keywords file, read once per job (before any model loads)."""
+    words = list(cfg.prompt.keywords)
+    if cfg.prompt.keywords_file:
+        path = Path(cfg.prompt.keywords_file).expanduser()
+        try:
+            words += parse_keywords_text(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"prompt.keywords_file {path}: {err.strerror}") from None
+    return words
+
+
+def prompt_for(rec: Recording, source: Source, cfg: JobConfig, job_words: list[str]) -> PromptSpec:
+    """One recording's prompt: the job's keywords, then its sidecar's (`prompt.sidecar_keywords`)."""
+    own: list[str] = []
+    if cfg.prompt.sidecar_keywords:
+        text = source.sidecar(rec, KEYWORDS_SUFFIX)
+        own = parse_keywords_text(text) if text else []
+    keywords = merge_keywords(job_words, own, limit=cfg.prompt.max_keywords)
+    return PromptSpec(task=cfg.prompt.task, language=cfg.prompt.target_language, keywords=keywords)

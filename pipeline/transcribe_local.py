@@ -1,6 +1,6 @@
-"""`granite-batch transcribe FILE...`: cut local files into blocks, run an engine, print one JSON
-line per block. A check tool for engines and prompts until `granite-batch run` exists; it holds one
-recording's blocks at a time."""
+"""`granite-batch transcribe FILE...`: local files cut into blocks, through one engine in this
+process, out as one JSON line per block. No Ray and no output store: a check of an engine, a model
+and the prompts on a few files. It holds one recording's blocks at a time."""
 
 from __future__ import annotations
 
@@ -9,37 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import ConfigError, InputConfig, JobConfig
-from .engines import Engine, PromptSpec, requests_for
-from .engines.prompts import merge_keywords, parse_keywords_text
+from .config import InputConfig, JobConfig
+from .engines import Engine, requests_for
+from .engines.prompts import prompt_for
 from .prepare import cut_recording, drain
 from .records import Block, Recording
-from .sources import Source, SourceError
+from .sources import SourceError
 from .sources.local import LocalSource
-
-KEYWORDS_SUFFIX = ".keywords.txt"
-
-
-def job_keywords(cfg: JobConfig) -> list[str]:
-    """The job-level list plus the keywords file, read once per job (before any model loads)."""
-    words = list(cfg.prompt.keywords)
-    if cfg.prompt.keywords_file:
-        path = Path(cfg.prompt.keywords_file).expanduser()
-        try:
-            words += parse_keywords_text(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"prompt.keywords_file {path}: {err.strerror}") from None
-    return words
-
-
-def prompt_for(rec: Recording, source: Source, cfg: JobConfig, job_words: list[str]) -> PromptSpec:
-    own: list[str] = []
-    if cfg.prompt.sidecar_keywords:
-        text = source.sidecar(rec, KEYWORDS_SUFFIX)
-        own = parse_keywords_text(text) if text else []
-    keywords = merge_keywords(job_words, own, limit=cfg.prompt.max_keywords)
-    return PromptSpec(task=cfg.prompt.task, language=cfg.prompt.target_language, keywords=keywords)
-
 
 def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_words: list[str], out: TextIO) -> int:
     """Print one JSON line per block (or per failed input); returns the number of failures.
