@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
 from .assemble import Assembler, BlockResult, Settled, recording_row
-from .config import JobConfig
+from .config import ConfigError, JobConfig
 from .prepare import Outcome
 from .progress import Progress
 from .records import Recording
@@ -86,7 +86,7 @@ def windows(items: Iterable[Recording], size: int) -> Iterator[list[Recording]]:
 
 def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: TextIO = sys.stderr) -> RunReport:
     if not cfg.output.uri:
-        raise ValueError("output.uri is required (--output)")
+        raise ConfigError("run needs an output: `--output` or `output.uri` in the job file")
     started_at = datetime.now(timezone.utc)
     cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from .config import JobConfig
 from .prepare import Outcome, cut_recording, drain
+from .progress import hours
 from .records import Block, Recording
 from .schema import PLAN_BLOCKS, PLAN_RECORDINGS
 from .sources import ListingStats, cached_source, open_source
@@ -215,3 +216,26 @@ class _Pool:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
+    ls = s.listing
+    gpu_h = s.speech_s / cfg.engine.expected_rtfx / 3600
+    cost = f", about {gpu_h * cfg.engine.gpu_hour_price:.2f} at {cfg.engine.gpu_hour_price:g}/GPU-h" if cfg.engine.gpu_hour_price else ""
+    by_label = ", ".join(f"{k} {hours(v)}" for k, v in sorted(s.speech_s_by_label.items())) or "none"
+    hard = f" ({100 * s.hard_cuts / s.blocks:.1f}% of blocks)" if s.blocks else ""
+    lines = [
+        f"plan: {cfg.input.uri}",
+        f"  recordings  {s.recordings} ({s.recordings - s.failed} ok, {s.failed} failed)",
+        f"  excluded    {ls.excluded_by_glob} by glob, {ls.excluded_by_modified_since} by modified-since, "
+        f"{ls.folder_markers} folder markers",
+        f"  audio       {hours(s.audio_s)}  formats: {', '.join(f'{k} {v}' for k, v in s.formats.most_common()) or 'none'}",
+        f"  speech      {hours(s.speech_s)} to the model in {s.blocks} blocks of <= {cfg.blocks.max_s:g} s  ({by_label})",
+        f"  dropped     {hours(s.dropped_s)} without speech; {s.hard_cuts} cuts inside speech where no pause was found{hard}",
+        f"  estimate    {gpu_h:.4f} GPU-hours at RTFx {cfg.engine.expected_rtfx:g}{cost}",
+        f"  unreadable  {s.failed}",
+    ]
+    lines += [f"    {uri}: {reason}" for uri, reason in s.failures[:50]]
+    if len(s.failures) > 50:
+        lines.append(f"    ... and {len(s.failures) - 50} more (see recordings.parquet)")
+    return "\n".join(lines)
