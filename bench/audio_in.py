@@ -67,7 +67,9 @@ def build(work: Path, svc, hours: float) -> dict[str, str]:
     for i in range(n):
         fmt, ch, rate = MIX[i % len(MIX)]
         call = _long_call(per_file_min, ch, rate, seed=i)
-        files[f"mixed/{i:03d}.{C.FORMAT_EXT[fmt]}"] = C.encode(call.samples, rate, fmt, work / f"{i:03d}.{C.FORMAT_EXT[fmt]}")
+        files[f"mixed/{i:03d}.{C.FORMAT_EXT[fmt]}"] = C.encode(
+            call.samples, rate, fmt, work / f"{i:03d}.{C.FORMAT_EXT[fmt]}"
+        )
     for name, minutes in (("10min", 10.0), ("2h", 120.0)):
         one = _long_call(10.0, 1, 16000, seed=99)
         reps = int(np.ceil(minutes / (one.duration_s / 60)))
@@ -89,8 +91,14 @@ def role_ours(uri: str, endpoint: str) -> dict:
     cfg = load_config(None, {"input.uri": uri, "input.endpoint_url": endpoint})
     t0, c0 = time.perf_counter(), _cpu_s()
     s = run_plan(cfg, None, workers=1)
-    return {"audio_s": s.audio_s, "cpu_s": _cpu_s() - c0, "wall_s": time.perf_counter() - t0, "files": s.recordings,
-            "failed": s.failed, "blocks": s.blocks}
+    return {
+        "audio_s": s.audio_s,
+        "cpu_s": _cpu_s() - c0,
+        "wall_s": time.perf_counter() - t0,
+        "files": s.recordings,
+        "failed": s.failed,
+        "blocks": s.blocks,
+    }
 
 
 def role_naive(uri: str, endpoint: str) -> dict:
@@ -114,14 +122,24 @@ def role_naive(uri: str, endpoint: str) -> dict:
             y = soxr.resample(x.mean(axis=1), sr, 16000, quality="HQ")
             blocks += len([y[i : i + 64000] for i in range(0, y.size, 64000)])
             audio_s += x.shape[0] / sr
-    return {"audio_s": audio_s, "cpu_s": _cpu_s() - c0, "wall_s": time.perf_counter() - t0, "files": files,
-            "failed": len(failed), "failed_formats": sorted(set(failed)), "blocks": blocks}
+    return {
+        "audio_s": audio_s,
+        "cpu_s": _cpu_s() - c0,
+        "wall_s": time.perf_counter() - t0,
+        "files": files,
+        "failed": len(failed),
+        "failed_formats": sorted(set(failed)),
+        "blocks": blocks,
+    }
 
 
 def _run_role(role: str, uri: str, endpoint: str, env: dict[str, str]) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--role", role, "--uri", uri, "--endpoint", endpoint],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -147,21 +165,29 @@ def main() -> None:
         t = time.perf_counter()
         build(Path(work), svc, args.hours)
         print(f"built and uploaded corpus in {time.perf_counter() - t:.0f} s")
-        env = {**os.environ, **svc.env(endpoint=False),
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, **svc.env(endpoint=False), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         runs = {}
-        for role, prefix in (("ours", "audio/mixed/"), ("naive", "audio/mixed/"), ("ours", "audio/10min/"), ("ours", "audio/2h/")):
+        for role, prefix in (
+            ("ours", "audio/mixed/"),
+            ("naive", "audio/mixed/"),
+            ("ours", "audio/10min/"),
+            ("ours", "audio/2h/"),
+        ):
             runs[(role, prefix)] = r = _run_role(role, f"s3://bench/{prefix}", svc.endpoint_url, env)
             xrt = r["audio_s"] / r["cpu_s"]
-            print(f"{role:5s} {prefix:14s} audio {r['audio_s'] / 3600:6.3f} h  cpu {r['cpu_s']:7.1f} s  "
-                  f"{xrt:6.0f}x realtime/core  files {r['files']} (failed {r['failed']}"
-                  f"{' ' + ','.join(r.get('failed_formats', [])) if r.get('failed_formats') else ''})  "
-                  f"blocks {r['blocks']}  peak RSS {r['peak_rss_mb']:.0f} MB")
+            print(
+                f"{role:5s} {prefix:14s} audio {r['audio_s'] / 3600:6.3f} h  cpu {r['cpu_s']:7.1f} s  "
+                f"{xrt:6.0f}x realtime/core  files {r['files']} (failed {r['failed']}"
+                f"{' ' + ','.join(r.get('failed_formats', [])) if r.get('failed_formats') else ''})  "
+                f"blocks {r['blocks']}  peak RSS {r['peak_rss_mb']:.0f} MB"
+            )
     ours, naive = runs[("ours", "audio/mixed/")], runs[("naive", "audio/mixed/")]
     ours_x, naive_x = ours["audio_s"] / ours["cpu_s"], naive["audio_s"] / naive["cpu_s"]
     rss_ratio = runs[("ours", "audio/2h/")]["peak_rss_mb"] / runs[("ours", "audio/10min/")]["peak_rss_mb"]
     print(f"peak RSS 2 h file / 10 min file: {rss_ratio:.2f} (target <= 1.5)")
-    print(f"audio_in_x_realtime_per_core={ours_x:.1f} vs_naive={ours_x / naive_x:.2f} peak_rss_mb={ours['peak_rss_mb']:.0f}")
+    print(
+        f"audio_in_x_realtime_per_core={ours_x:.1f} vs_naive={ours_x / naive_x:.2f} peak_rss_mb={ours['peak_rss_mb']:.0f}"
+    )
 
 
 if __name__ == "__main__":

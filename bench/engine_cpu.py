@@ -45,8 +45,16 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     from pipeline.config import load_config
     from pipeline.engines import PromptSpec, make_engine, requests_for
 
-    cfg = load_config(None, {"input.uri": "x", "engine.dtype": dtype, "engine.enforce_eager": eager, "engine.batch_blocks": n,
-                             "engine.force_tokens_per_s": TOKENS_PER_AUDIO_S})
+    cfg = load_config(
+        None,
+        {
+            "input.uri": "x",
+            "engine.dtype": dtype,
+            "engine.enforce_eager": eager,
+            "engine.batch_blocks": n,
+            "engine.force_tokens_per_s": TOKENS_PER_AUDIO_S,
+        },
+    )
     blocks = _blocks(n)
     t0 = time.perf_counter()
     engine = make_engine(kind, Path(model), cfg)
@@ -57,8 +65,15 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     results = engine.transcribe(reqs)
     wall = time.perf_counter() - t0
     audio_s = sum(b.duration_s for b in blocks)
-    return {"kind": kind, "blocks": len(blocks), "audio_s": audio_s, "wall_s": wall, "start_s": start_s,
-            "out_tokens": sum(r.output_tokens for r in results), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "kind": kind,
+        "blocks": len(blocks),
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "start_s": start_s,
+        "out_tokens": sum(r.output_tokens for r in results),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main() -> None:
@@ -91,12 +106,16 @@ def main() -> None:
                 sys.exit(f"{kind} failed:\n{out.stderr[-3000:]}")
             runs[kind] = r = json.loads(out.stdout.strip().splitlines()[-1])
             rate = r["audio_s"] / r["wall_s"]
-            print(f"{kind:12s} {r['blocks']} blocks ({r['audio_s']:.0f} s audio, {r['out_tokens']} tokens) in {r['wall_s']:.1f} s: "
-                  f"{r['blocks'] / r['wall_s']:.2f} blocks/s, {rate:.2f} audio-s/s, {rate / (os.cpu_count() or 1):.2f} per core; "
-                  f"start {r['start_s']:.0f} s; peak RSS {r['peak_rss_mb'] / 1024:.1f} GiB")
+            print(
+                f"{kind:12s} {r['blocks']} blocks ({r['audio_s']:.0f} s audio, {r['out_tokens']} tokens) in {r['wall_s']:.1f} s: "
+                f"{r['blocks'] / r['wall_s']:.2f} blocks/s, {rate:.2f} audio-s/s, {rate / (os.cpu_count() or 1):.2f} per core; "
+                f"start {r['start_s']:.0f} s; peak RSS {r['peak_rss_mb'] / 1024:.1f} GiB"
+            )
     v, t = runs["vllm"], runs["transformers"]
     ratio = (v["audio_s"] / v["wall_s"]) / (t["audio_s"] / t["wall_s"])
-    print(f"engine_vllm_over_transformers={ratio:.2f} cpu_rtfx_per_core={v['audio_s'] / v['wall_s'] / (os.cpu_count() or 1):.2f}")
+    print(
+        f"engine_vllm_over_transformers={ratio:.2f} cpu_rtfx_per_core={v['audio_s'] / v['wall_s'] / (os.cpu_count() or 1):.2f}"
+    )
 
 
 if __name__ == "__main__":

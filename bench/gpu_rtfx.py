@@ -45,20 +45,29 @@ def run_vllm(model: Path, batches: list[int], block_s: float) -> dict[int, float
     from vllm import LLM, SamplingParams
 
     llm = LLM(
-        model=str(model), dtype="bfloat16", max_model_len=4096, max_num_seqs=max(batches), seed=0,
-        limit_mm_per_prompt={"audio": {"count": 1, "length": int(block_s * 16000)}}, gpu_memory_utilization=0.85,
+        model=str(model),
+        dtype="bfloat16",
+        max_model_len=4096,
+        max_num_seqs=max(batches),
+        seed=0,
+        limit_mm_per_prompt={"audio": {"count": 1, "length": int(block_s * 16000)}},
+        gpu_memory_utilization=0.85,
     )
     tokens = int(TOKENS_PER_S * block_s)
     params = SamplingParams(temperature=0.0, max_tokens=tokens, min_tokens=tokens, ignore_eos=True)
     out: dict[int, float] = {}
     audio = blocks(max(batches) * 2 + 8, block_s)
-    llm.generate([{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in audio[:8]], params, use_tqdm=False)
+    llm.generate(
+        [{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in audio[:8]], params, use_tqdm=False
+    )
     used = 8
     for b in batches:
         batch = audio[used : used + b]
         used += b
         t0 = time.perf_counter()
-        llm.generate([{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in batch], params, use_tqdm=False)
+        llm.generate(
+            [{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in batch], params, use_tqdm=False
+        )
         out[b] = b * block_s / (time.perf_counter() - t0)
         print(f"vllm batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
     return out
@@ -79,7 +88,9 @@ def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[in
     tokens = int(TOKENS_PER_S * block_s)
     out: dict[int, float] = {}
     for b in batches:
-        inputs = proc(text=[PROMPT] * b, audio=blocks(b, block_s), sampling_rate=16000, return_tensors="pt", padding=True).to(dev)
+        inputs = proc(
+            text=[PROMPT] * b, audio=blocks(b, block_s), sampling_rate=16000, return_tensors="pt", padding=True
+        ).to(dev)
         inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
         with torch.inference_mode():
             net.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)  # warm-up

@@ -41,8 +41,9 @@ def _serve(conn: Connection) -> None:
         except EOFError:
             return
         out = ctypes.c_char_p()
-        err = lib.moonshine_transcribe(model.model_handle, a.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), a.size,
-                                       ctypes.byref(out))
+        err = lib.moonshine_transcribe(
+            model.model_handle, a.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), a.size, ctypes.byref(out)
+        )
         text = (out.value or b"").decode("utf-8") if not err else None
         if not err:
             lib.moonshine_free_text(out)

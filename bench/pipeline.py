@@ -61,12 +61,23 @@ def make_inputs(svc, prefixes: dict[str, int], rss_base: int, tmp: Path) -> None
 def _cfg(model: str, prefix: str, out: str, endpoint: str, forced: float | None):
     from pipeline.config import load_config
 
-    return load_config(None, {
-        "input.uri": f"s3://{BUCKET}/{prefix}", "input.endpoint_url": endpoint, "output.uri": out,
-        "model.id": model, "engine.dtype": "bfloat16", "engine.batch_blocks": 16, "engine.force_tokens_per_s": forced,
-        "engine.pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 4, "gather_s": 1.0}],
-        "run.num_cpus": 2, "run.object_store_gib": 0.5, "run.progress_every_s": 600, "output.commit_every_s": 30,
-    })
+    return load_config(
+        None,
+        {
+            "input.uri": f"s3://{BUCKET}/{prefix}",
+            "input.endpoint_url": endpoint,
+            "output.uri": out,
+            "model.id": model,
+            "engine.dtype": "bfloat16",
+            "engine.batch_blocks": 16,
+            "engine.force_tokens_per_s": forced,
+            "engine.pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 4, "gather_s": 1.0}],
+            "run.num_cpus": 2,
+            "run.object_store_gib": 0.5,
+            "run.progress_every_s": 600,
+            "output.commit_every_s": 30,
+        },
+    )
 
 
 def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float | None) -> dict:
@@ -84,8 +95,12 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     backend = RayBackend(cfg)
     handle, batch = next(iter(backend.handles.values()))
     recs = list(open_source(cfg.input, cfg.filters).recordings())
-    rows = [r for t in cut_batches(pa.Table.from_pylist(_recording_items(recs)), cfg, []) for r in t.to_pylist()
-            if r["kind"] == "block"]
+    rows = [
+        r
+        for t in cut_batches(pa.Table.from_pylist(_recording_items(recs)), cfg, [])
+        for r in t.to_pylist()
+        if r["kind"] == "block"
+    ]
     audio_s = sum(r["end_s"] - r["start_s"] for r in rows)
     # Warm-up: one block of every padded length (vLLM's CPU kernels set up per shape), untimed.
     by_len = {round((r["end_s"] - r["start_s"]) / cfg.engine.pad_bucket_s + 0.4999): r for r in rows}
@@ -108,9 +123,15 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     pipe = time.perf_counter() - t0
     after = ray.get(handle.stats.remote())
     assert report.progress.ok == len(recs) and report.progress.segments == len(rows), report.progress.as_dict()
-    return {"blocks": len(rows), "audio_s": audio_s, "bare_s": bare, "pipeline_s": pipe,
-            "engine_busy_s": after["busy_s"] - before["busy_s"], "engine_calls": after["calls"] - before["calls"],
-            "bare_calls": before["calls"] - bare_before["calls"]}
+    return {
+        "blocks": len(rows),
+        "audio_s": audio_s,
+        "bare_s": bare,
+        "pipeline_s": pipe,
+        "engine_busy_s": after["busy_s"] - before["busy_s"],
+        "engine_calls": after["calls"] - before["calls"],
+        "bare_calls": before["calls"] - bare_before["calls"],
+    }
 
 
 def role_rss(model: str, endpoint: str, out: str, prefix: str) -> dict:
@@ -136,7 +157,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="full-size model folder (default: build one in a temp folder, 4.3 GiB)")
     p.add_argument("--recordings", type=int, default=16, help="recordings for the efficiency run (full model)")
-    p.add_argument("--overhead-recordings", type=int, default=40, help="recordings for the overhead runs (tiny model; and 1/4 of it)")
+    p.add_argument(
+        "--overhead-recordings",
+        type=int,
+        default=40,
+        help="recordings for the overhead runs (tiny model; and 1/4 of it)",
+    )
     p.add_argument("--rss-base", type=int, default=10, help="N for the driver RSS runs (N and 10 N recordings)")
     p.add_argument("--efficiency-only", action="store_true", help="stop after the efficiency run")
     p.add_argument("--role", choices=["versus", "rss"], help=argparse.SUPPRESS)
@@ -158,28 +184,68 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_s, start_moto() as svc:
         tmp = Path(tmp_s)
         os.environ.update(svc.env(endpoint=False))
-        make_inputs(svc, {"eff": args.recordings, "ovh": args.overhead_recordings,
-                          "ovh4": max(1, args.overhead_recordings // 4), "rss1": args.rss_base},
-                    args.rss_base, tmp)
+        make_inputs(
+            svc,
+            {
+                "eff": args.recordings,
+                "ovh": args.overhead_recordings,
+                "ovh4": max(1, args.overhead_recordings // 4),
+                "rss1": args.rss_base,
+            },
+            args.rss_base,
+            tmp,
+        )
         tiny = str(build_test_model(tmp / "tiny"))
         full = args.model or str(build_test_model(tmp / "full", full_size=True))
         ep = svc.endpoint_url
-        eff = _sub("--role", "versus", "--model", full, "--endpoint", ep, "--out", f"s3://{BUCKET}/out-eff",
-                   "--prefix", "eff", "--forced", str(TOKENS_PER_AUDIO_S))
-        print(f"efficiency (full model, {eff['blocks']} blocks, {eff['audio_s']:.0f} s audio): bare engine "
-              f"{eff['bare_s']:.1f} s in {eff['bare_calls']} engine passes, pipeline {eff['pipeline_s']:.1f} s, in which "
-              f"the engine was busy {eff['engine_busy_s']:.1f} s in {eff['engine_calls']} passes")
+        eff = _sub(
+            "--role",
+            "versus",
+            "--model",
+            full,
+            "--endpoint",
+            ep,
+            "--out",
+            f"s3://{BUCKET}/out-eff",
+            "--prefix",
+            "eff",
+            "--forced",
+            str(TOKENS_PER_AUDIO_S),
+        )
+        print(
+            f"efficiency (full model, {eff['blocks']} blocks, {eff['audio_s']:.0f} s audio): bare engine "
+            f"{eff['bare_s']:.1f} s in {eff['bare_calls']} engine passes, pipeline {eff['pipeline_s']:.1f} s, in which "
+            f"the engine was busy {eff['engine_busy_s']:.1f} s in {eff['engine_calls']} passes"
+        )
         if args.efficiency_only:
             return
         ovh = {}
         for prefix in ("ovh4", "ovh"):
-            ovh[prefix] = r = _sub("--role", "versus", "--model", tiny, "--endpoint", ep, "--out", f"s3://{BUCKET}/out-{prefix}",
-                                   "--prefix", prefix)
-            print(f"overhead (tiny model, {r['blocks']} blocks): bare engine {r['bare_s']:.1f} s, pipeline {r['pipeline_s']:.1f} s")
-        small = _sub("--role", "rss", "--model", tiny, "--endpoint", ep, "--out", f"s3://{BUCKET}/rss-1", "--prefix", "rss1")
-        big = _sub("--role", "rss", "--model", tiny, "--endpoint", ep, "--out", f"s3://{BUCKET}/rss-10", "--prefix", "rss10")
-        print(f"driver peak RSS: {small['recordings']} recordings {small['peak_rss_mb']:.0f} MB, "
-              f"{big['recordings']} recordings {big['peak_rss_mb']:.0f} MB")
+            ovh[prefix] = r = _sub(
+                "--role",
+                "versus",
+                "--model",
+                tiny,
+                "--endpoint",
+                ep,
+                "--out",
+                f"s3://{BUCKET}/out-{prefix}",
+                "--prefix",
+                prefix,
+            )
+            print(
+                f"overhead (tiny model, {r['blocks']} blocks): bare engine {r['bare_s']:.1f} s, pipeline {r['pipeline_s']:.1f} s"
+            )
+        small = _sub(
+            "--role", "rss", "--model", tiny, "--endpoint", ep, "--out", f"s3://{BUCKET}/rss-1", "--prefix", "rss1"
+        )
+        big = _sub(
+            "--role", "rss", "--model", tiny, "--endpoint", ep, "--out", f"s3://{BUCKET}/rss-10", "--prefix", "rss10"
+        )
+        print(
+            f"driver peak RSS: {small['recordings']} recordings {small['peak_rss_mb']:.0f} MB, "
+            f"{big['recordings']} recordings {big['peak_rss_mb']:.0f} MB"
+        )
     efficiency = eff["bare_s"] / eff["pipeline_s"]
     # Marginal cost of a block: the slope between the two sizes (a run's fixed start-up, i.e.
     # listing, Ray Data's actor start and the final commit, is the intercept).
@@ -188,8 +254,10 @@ def main() -> None:
     overhead_ms = 1000 * (extra(b) - extra(a)) / (b["blocks"] - a["blocks"])
     fixed_s = extra(b) - overhead_ms / 1000 * b["blocks"]
     print(f"fixed start-up per run (window): {fixed_s:.1f} s")
-    print(f"pipeline_efficiency={efficiency:.2f} overhead_ms_per_block={overhead_ms:.1f} "
-          f"driver_rss_growth={big['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+    print(
+        f"pipeline_efficiency={efficiency:.2f} overhead_ms_per_block={overhead_ms:.1f} "
+        f"driver_rss_growth={big['peak_rss_mb'] / small['peak_rss_mb']:.2f}"
+    )
 
 
 if __name__ == "__main__":

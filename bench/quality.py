@@ -43,8 +43,20 @@ from pipeline.sources import open_source  # noqa: E402
 from tests import corpus as C  # noqa: E402
 
 VARIANTS = ("clean", "telephone", "noisy")
-_NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six", "7": "seven",
-            "8": "eight", "9": "nine", "10": "ten", "oh": "zero"}
+_NUMBERS = {
+    "0": "zero",
+    "1": "one",
+    "2": "two",
+    "3": "three",
+    "4": "four",
+    "5": "five",
+    "6": "six",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+    "10": "ten",
+    "oh": "zero",
+}
 _SPELLING = {"metres": "meters", "metre": "meter"}
 
 
@@ -90,7 +102,9 @@ def make_calls(variant: str, n: int, tmp: Path) -> list[Call]:
         x = call.samples
         if variant == "noisy":
             speech_rms = float(np.sqrt(np.mean(np.concatenate([u.samples for u in order]) ** 2)))
-            x = x + np.random.default_rng(100 + seed).standard_normal(x.shape).astype(np.float32) * speech_rms / 10 ** (10 / 20)
+            x = x + np.random.default_rng(100 + seed).standard_normal(x.shape).astype(np.float32) * speech_rms / 10 ** (
+                10 / 20
+            )
         fmt = "wav_mulaw" if variant == "telephone" else "wav_s16"
         folder = tmp / f"{variant}-{seed}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -127,8 +141,22 @@ def run_blocks(path: Path, cfg: JobConfig, engine: MoonshineEngine) -> list[dict
     settled = asm.outcome(outcome, len(blocks))
     requests = [EngineRequest(f"{b.channel}/{b.index}", b.samples, "", "transcribe", (), 0) for b in blocks]
     for b, res in zip(blocks, engine.transcribe(requests)):
-        settled = asm.block(BlockResult(b.recording_id, b.channel, b.channel_label, b.index, b.start_s, b.end_s,
-                                        res.text, (), "moonshine", "", res.finish_reason, 0))
+        settled = asm.block(
+            BlockResult(
+                b.recording_id,
+                b.channel,
+                b.channel_label,
+                b.index,
+                b.start_s,
+                b.end_s,
+                res.text,
+                (),
+                "moonshine",
+                "",
+                res.finish_reason,
+                0,
+            )
+        )
     assert settled is not None and settled.recording["status"] == "ok", settled
     return settled.segments
 
@@ -166,8 +194,13 @@ def score(calls: list[Call], cfg: JobConfig, engine: MoonshineEngine) -> Scores:
         truth = call.truth
         sc.refs.append(normalize(" ".join(truth.texts)))
         sc.words += len(sc.refs[-1].split())
-        sc.whole.append(normalize(" ".join(recognize(engine, audio[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)])
-                                           for _, s, e in truth.speech)))
+        sc.whole.append(
+            normalize(
+                " ".join(
+                    recognize(engine, audio[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)]) for _, s, e in truth.speech
+                )
+            )
+        )
         segs = run_blocks(call.path, cfg, engine)
         sc.blocks.append(normalize(" ".join(s["text"] for s in segs)))
         sc.start_err += onset_errors(truth, segs)
@@ -189,7 +222,9 @@ def blocks_wer(calls_by_variant: dict[str, list[Call]], cfg: JobConfig, engine: 
     for variant, calls in calls_by_variant.items():
         for call in calls:
             refs.setdefault(variant, []).append(normalize(" ".join(call.truth.texts)))
-            hyps.setdefault(variant, []).append(normalize(" ".join(s["text"] for s in run_blocks(call.path, cfg, engine))))
+            hyps.setdefault(variant, []).append(
+                normalize(" ".join(s["text"] for s in run_blocks(call.path, cfg, engine)))
+            )
     out = {v: jiwer.wer(refs[v], hyps[v]) for v in refs}
     out["all"] = jiwer.wer(sum(refs.values(), []), sum(hyps.values(), []))
     return out
@@ -198,8 +233,11 @@ def blocks_wer(calls_by_variant: dict[str, list[Call]], cfg: JobConfig, engine: 
 def silence_words(cfg: JobConfig, engine: MoonshineEngine, tmp: Path) -> dict[str, tuple[int, int]]:
     """Words from our blocks, and from fixed cuts, on a minute of silence and of noise only."""
     out = {}
-    for name, x in (("digital silence", C.silence(60.0)), ("noise at -60 dBFS", C.silence(60.0, noise_dbfs=-60.0)),
-                    ("noise at -35 dBFS", C.silence(60.0, noise_dbfs=-35.0, seed=3))):
+    for name, x in (
+        ("digital silence", C.silence(60.0)),
+        ("noise at -60 dBFS", C.silence(60.0, noise_dbfs=-60.0)),
+        ("noise at -35 dBFS", C.silence(60.0, noise_dbfs=-35.0, seed=3)),
+    ):
         folder = tmp / name.replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
         path = C.encode(x, SAMPLE_RATE, "wav_s16", folder / "quiet.wav")
@@ -233,13 +271,19 @@ def main() -> None:
             total.words += sc.words
             total.split_blocks += sc.split_blocks
             total.split_fixed += sc.split_fixed
-            print(f"{variant:10} WER whole {w['whole']:.3f}  blocks {w['blocks']:.3f}  fixed {w['fixed']:.3f}  "
-                  f"median start err {np.median(sc.start_err):.2f} s", flush=True)
+            print(
+                f"{variant:10} WER whole {w['whole']:.3f}  blocks {w['blocks']:.3f}  fixed {w['fixed']:.3f}  "
+                f"median start err {np.median(sc.start_err):.2f} s",
+                flush=True,
+            )
         quiet = silence_words(cfg, engine, Path(tmp))
         for max_s in (float(x) for x in args.also_max_s.split(",") if x):
             other = cfg.model_copy(update={"blocks": cfg.blocks.model_copy(update={"max_s": max_s})})
             others[max_s] = blocks_wer(calls, other, engine)
-            print(f"max_s {max_s:g}: blocks WER " + "  ".join(f"{k} {v:.3f}" for k, v in others[max_s].items()), flush=True)
+            print(
+                f"max_s {max_s:g}: blocks WER " + "  ".join(f"{k} {v:.3f}" for k, v in others[max_s].items()),
+                flush=True,
+            )
     w = {k: jiwer.wer(total.refs, getattr(total, k)) for k in ("whole", "blocks", "fixed")}
     err = np.array(total.start_err)
     report = render(rows, w, total, err, quiet, cfg, args.calls, others)
@@ -248,8 +292,10 @@ def main() -> None:
         print(f"wrote {args.doc}")
     print(f"peak RSS {peak_rss_mb():.0f} MB")
     silent = sum(ours for ours, _ in quiet.values())
-    print(f"wer_blocks_over_whole={w['blocks'] / w['whole']:.3f} wer_fixed_over_whole={w['fixed'] / w['whole']:.3f} "
-          f"ts_median_err_s={np.median(err):.3f} silence_words={silent}")
+    print(
+        f"wer_blocks_over_whole={w['blocks'] / w['whole']:.3f} wer_fixed_over_whole={w['fixed'] / w['whole']:.3f} "
+        f"ts_median_err_s={np.median(err):.3f} silence_words={silent}"
+    )
 
 
 TUNING = """
@@ -295,8 +341,9 @@ are sequential, and an 8 s block needs twice as many. Where accuracy matters mor
 """
 
 
-def render(rows, w, total: Scores, err: np.ndarray, quiet, cfg: JobConfig, calls: int,
-           others: dict[float, dict[str, float]]) -> str:
+def render(
+    rows, w, total: Scores, err: np.ndarray, quiet, cfg: JobConfig, calls: int, others: dict[float, dict[str, float]]
+) -> str:
     lines = [
         "# Quality: what blocking does to transcripts",
         "",
@@ -315,10 +362,14 @@ def render(rows, w, total: Scores, err: np.ndarray, quiet, cfg: JobConfig, calls
     ]
     for variant, sc, v in rows:
         e = np.array(sc.start_err)
-        lines.append(f"| {variant} | {v['whole']:.3f} | {v['blocks']:.3f} | {v['fixed']:.3f} | "
-                     f"{v['blocks'] / v['whole']:.2f} | {np.median(e):.2f} s ({np.percentile(e, 90):.2f} s) |")
-    lines.append(f"| **all** | **{w['whole']:.3f}** | **{w['blocks']:.3f}** | **{w['fixed']:.3f}** | "
-                 f"**{w['blocks'] / w['whole']:.2f}** | **{np.median(err):.2f} s ({np.percentile(err, 90):.2f} s)** |")
+        lines.append(
+            f"| {variant} | {v['whole']:.3f} | {v['blocks']:.3f} | {v['fixed']:.3f} | "
+            f"{v['blocks'] / v['whole']:.2f} | {np.median(e):.2f} s ({np.percentile(e, 90):.2f} s) |"
+        )
+    lines.append(
+        f"| **all** | **{w['whole']:.3f}** | **{w['blocks']:.3f}** | **{w['fixed']:.3f}** | "
+        f"**{w['blocks'] / w['whole']:.2f}** | **{np.median(err):.2f} s ({np.percentile(err, 90):.2f} s)** |"
+    )
     lines += [
         "",
         f"- Words split by a boundary (a cut inside a true utterance on audio louder than -40 dBFS, per reference "
@@ -340,26 +391,42 @@ def render(rows, w, total: Scores, err: np.ndarray, quiet, cfg: JobConfig, calls
     def met(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
-    lines += ["", "## Targets", "",
-              f"- WER(blocks) <= 1.05 x WER(whole): {met(ratio <= 1.05)} overall ({ratio:.3f}); by variant {by_variant}.",
-              f"- WER(blocks) clearly below WER(fixed cuts): {met(w['blocks'] < w['fixed'] / 1.5)} "
-              f"({w['blocks']:.3f} against {w['fixed']:.3f}).",
-              f"- Median segment start error <= 0.2 s: {met(float(np.median(err)) <= 0.2)} ({np.median(err):.2f} s).",
-              f"- No words on silence or noise alone: {met(silent == 0)} ({silent}).",
-              "", TUNING.strip()]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        f"- WER(blocks) <= 1.05 x WER(whole): {met(ratio <= 1.05)} overall ({ratio:.3f}); by variant {by_variant}.",
+        f"- WER(blocks) clearly below WER(fixed cuts): {met(w['blocks'] < w['fixed'] / 1.5)} "
+        f"({w['blocks']:.3f} against {w['fixed']:.3f}).",
+        f"- Median segment start error <= 0.2 s: {met(float(np.median(err)) <= 0.2)} ({np.median(err):.2f} s).",
+        f"- No words on silence or noise alone: {met(silent == 0)} ({silent}).",
+        "",
+        TUNING.strip(),
+    ]
     if others:
         limits = {cfg.blocks.max_s: {**{variant: v["blocks"] for variant, _, v in rows}, "all": w["blocks"]}, **others}
-        lines += ["", "### The block limit", "",
-                  "Our blocks at other `blocks.max_s` values, on the same calls (WER; *whole* as above):", "",
-                  "| blocks.max_s | " + " | ".join(v for v, _, _ in rows) + " | all | blocks / whole |",
-                  "|---|" + "---|" * (len(rows) + 2)]
+        lines += [
+            "",
+            "### The block limit",
+            "",
+            "Our blocks at other `blocks.max_s` values, on the same calls (WER; *whole* as above):",
+            "",
+            "| blocks.max_s | " + " | ".join(v for v, _, _ in rows) + " | all | blocks / whole |",
+            "|---|" + "---|" * (len(rows) + 2),
+        ]
         for max_s, wers in sorted(limits.items()):
-            lines.append(f"| {max_s:g} s | " + " | ".join(f"{wers[v]:.3f}" for v, _, _ in rows)
-                         + f" | {wers['all']:.3f} | {wers['all'] / w['whole']:.2f} |")
+            lines.append(
+                f"| {max_s:g} s | "
+                + " | ".join(f"{wers[v]:.3f}" for v, _, _ in rows)
+                + f" | {wers['all']:.3f} | {wers['all'] / w['whole']:.2f} |"
+            )
         lines += ["", LIMIT_NOTE.strip()]
-    lines += ["", f"Peak memory of the harness process: {peak_rss_mb():.0f} MB (our decode, blocks and assembly stream in a "
-              "few MB; the recognizer runs in a child process that is replaced once it holds 3 GB, since moonshine keeps "
-              "memory for every new input length)."]
+    lines += [
+        "",
+        f"Peak memory of the harness process: {peak_rss_mb():.0f} MB (our decode, blocks and assembly stream in a "
+        "few MB; the recognizer runs in a child process that is replaced once it holds 3 GB, since moonshine keeps "
+        "memory for every new input length).",
+    ]
     return "\n".join(lines) + "\n"
 
 

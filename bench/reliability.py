@@ -51,7 +51,7 @@ def render(r: Report) -> str:
         "O": "the output store is unreachable from the start: fails loudly, writes nothing",
         "B": "resumes; the output store goes down after its first commit: fails loudly",
         "C": "resumes; a decode worker and an engine worker are SIGKILLed mid-task; objects are deleted "
-             "and overwritten between list and get",
+        "and overwritten between list and get",
         "D": "a re-run: only the overwritten object's new version is new work",
     }
     lines += [f"| {x.name} | {story[x.name]} | {x.rc} |" for x in r.runs]
@@ -75,7 +75,13 @@ def render(r: Report) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {n} |" for k, n in sorted(r.faults.items())]
-    lines += ["", "## Input kinds", "", "| kind | key below the prefix | what | expected | got |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Input kinds",
+        "",
+        "| kind | key below the prefix | what | expected | got |",
+        "|---|---|---|---|---|",
+    ]
     for k in KINDS:
         row = r.by_kind.get(k.name) or {}
         if k.expect == "not listed":
@@ -103,7 +109,9 @@ def main() -> None:
     with start_ceph_rgw(work / "ceph") as svc:
         os.environ.update(svc.env(endpoint=False))
         t0 = time.monotonic()
-        report = run_scenario(svc, tiny, work / "w", log=lambda m: print(f"[{time.monotonic() - t0:6.1f}] {m}", flush=True))
+        report = run_scenario(
+            svc, tiny, work / "w", log=lambda m: print(f"[{time.monotonic() - t0:6.1f}] {m}", flush=True)
+        )
     Path(args.doc).write_text(render(report))
     for p in report.problems:
         print("problem:", p)

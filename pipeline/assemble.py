@@ -54,8 +54,13 @@ class _Pending:
 
 def recording_row(rec: Recording, run_id: str, status: str, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "recording_id": rec.recording_id, "source_uri": rec.source_uri, "source_etag": rec.etag,
-        "size_bytes": rec.size_bytes, "status": status, "run_id": run_id, "processed_at": datetime.now(timezone.utc),
+        "recording_id": rec.recording_id,
+        "source_uri": rec.source_uri,
+        "source_etag": rec.etag,
+        "size_bytes": rec.size_bytes,
+        "status": status,
+        "run_id": run_id,
+        "processed_at": datetime.now(timezone.utc),
     }
     row.update(values)
     return row
@@ -101,8 +106,13 @@ class Assembler:
         info = o.info
         audio = {}
         if info is not None:
-            audio = dict(duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
-                         format=info.format, codec=info.codec)
+            audio = dict(
+                duration_s=info.duration_s,
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+                format=info.format,
+                codec=info.codec,
+            )
         if o.status != "ok":
             return Settled(recording_row(o.recording, self.run_id, "failed", error=o.error, segments=0, **audio), [])
         failed = [b for b in blocks if b.error is not None]
@@ -120,11 +130,22 @@ class Assembler:
 
     def _segment(self, rec: Recording, b: BlockResult, text: str, language: str | None) -> dict[str, Any]:
         return {
-            "recording_id": b.recording_id, "source_uri": rec.source_uri, "channel": b.channel,
-            "channel_label": b.channel_label, "segment_index": b.index, "start_s": b.start_s, "end_s": b.end_s,
-            "text": text, "language": language, "keywords": list(b.keywords), "model": self.model,
-            "model_revision": b.model_revision, "run_id": self.run_id, "engine": b.engine,
-            "finish_reason": b.finish_reason, "output_tokens": b.output_tokens,
+            "recording_id": b.recording_id,
+            "source_uri": rec.source_uri,
+            "channel": b.channel,
+            "channel_label": b.channel_label,
+            "segment_index": b.index,
+            "start_s": b.start_s,
+            "end_s": b.end_s,
+            "text": text,
+            "language": language,
+            "keywords": list(b.keywords),
+            "model": self.model,
+            "model_revision": b.model_revision,
+            "run_id": self.run_id,
+            "engine": b.engine,
+            "finish_reason": b.finish_reason,
+            "output_tokens": b.output_tokens,
         }
 
 

@@ -22,22 +22,31 @@ from .sink import OutputError
 from .sources import SourceError
 
 
-DOCTOR_HINT = ("granite-batch: `granite-batch doctor` checks what a run needs on this machine "
-               "(torch and vLLM builds, codecs, Ray; with --config, the model and output) and says how to fix it")
+DOCTOR_HINT = (
+    "granite-batch: `granite-batch doctor` checks what a run needs on this machine "
+    "(torch and vLLM builds, codecs, Ray; with --config, the model and output) and says how to fix it"
+)
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", dest="input.uri", metavar="URI", help="local folder/file or s3://bucket/prefix")
     p.add_argument("--config", metavar="FILE", help="job file (the format of jobs/*.yaml)")
-    p.add_argument("--endpoint-url", dest="input.endpoint_url", metavar="URL", help="S3-compatible endpoint (MinIO, Ceph)")
+    p.add_argument(
+        "--endpoint-url", dest="input.endpoint_url", metavar="URL", help="S3-compatible endpoint (MinIO, Ceph)"
+    )
     p.add_argument("--channels", dest="channels.policy", choices=["split", "mix"], help="channel policy")
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="model.id", metavar="ID|DIR|S3", help="hub id, local folder or s3:// mirror")
     p.add_argument("--engine", dest="engine.kind", choices=["vllm", "transformers"], help="inference engine")
-    p.add_argument("--keywords", dest="prompt.keywords", type=lambda s: [w for w in s.split(",") if w.strip()],
-                   metavar="A,B,C", help="job-level keywords for biasing")
+    p.add_argument(
+        "--keywords",
+        dest="prompt.keywords",
+        type=lambda s: [w for w in s.split(",") if w.strip()],
+        metavar="A,B,C",
+        help="job-level keywords for biasing",
+    )
     p.add_argument("--task", dest="prompt.task", choices=["transcribe", "translate"], help="transcribe or translate")
 
 
@@ -51,22 +60,38 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
 def _run_args(p: argparse.ArgumentParser) -> None:
     _job_args(p)
     _engine_args(p)
-    p.add_argument("--output", dest="output.uri", metavar="URI", help="local folder or s3://bucket/prefix for the results")
+    p.add_argument(
+        "--output", dest="output.uri", metavar="URI", help="local folder or s3://bucket/prefix for the results"
+    )
     p.add_argument("--address", dest="run.address", metavar="ADDR", help="join a Ray cluster (ray://head:10001, auto)")
-    p.add_argument("--retry-failed", dest="run.retry_failed", action="store_const", const=True,
-                   help="also redo recordings that failed in earlier runs")
+    p.add_argument(
+        "--retry-failed",
+        dest="run.retry_failed",
+        action="store_const",
+        const=True,
+        help="also redo recordings that failed in earlier runs",
+    )
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", type=Path, default=Path("granite-batch-demo"), help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--output", type=Path, default=Path("granite-batch-demo"), help="output folder (default: %(default)s)"
+    )
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", nargs="?", type=Path, metavar="JOB.yaml", help="job file (jobs/*.yaml)")
     p.add_argument("--namespace", "-n", default="default")
     p.add_argument("--name", help="release name (default: granite-batch-<job file name>)")
-    p.add_argument("--values", "-f", type=Path, action="append", default=[], metavar="FILE",
-                   help="chart values for the cluster: images, worker groups, credentials (repeatable)")
+    p.add_argument(
+        "--values",
+        "-f",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="chart values for the cluster: images, worker groups, credentials (repeatable)",
+    )
     p.add_argument("--chart", type=Path, help="the Helm chart (default: helm/granite-batch of this checkout)")
     p.add_argument("--dry-run", action="store_true", help="print the manifests as YAML; create nothing")
     p.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)  # the schedule launcher, in-cluster
@@ -86,7 +111,9 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
 
 def _make_test_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path)
-    p.add_argument("--full-size", action="store_true", help="the real-size architecture (4.3 GiB, bf16) for speed checks")
+    p.add_argument(
+        "--full-size", action="store_true", help="the real-size architecture (4.3 GiB, bf16) for speed checks"
+    )
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -219,15 +246,24 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "plan": ("list, decode and cut the input; show what a run would do and cost", _plan_args, _plan),
     "run": ("transcribe everything new under --input into Parquet at --output (Ray)", _run_args, _run),
     "demo": ("offline end-to-end run: test model + bundled audio -> Parquet, queried with DuckDB", _demo_args, _demo),
-    "submit": ("create the job on Kubernetes (KubeRay RayJob, RayCronJob or CronJob) from a job file", _submit_args,
-               _submit),
+    "submit": (
+        "create the job on Kubernetes (KubeRay RayJob, RayCronJob or CronJob) from a job file",
+        _submit_args,
+        _submit,
+    ),
     "status": ("state of a submitted job and its runs", _status_args, _status),
     "transcribe": ("transcribe local files, one JSON line per block (an engine check)", _transcribe_args, _transcribe),
-    "make-test-model": ("build an offline random-weight Granite Speech model folder", _make_test_model_args,
-                        _make_test_model),
+    "make-test-model": (
+        "build an offline random-weight Granite Speech model folder",
+        _make_test_model_args,
+        _make_test_model,
+    ),
     "doctor": ("check what a run on this machine needs (builds, codecs, Ray, model, output)", _doctor_args, _doctor),
-    "mirror-model": ("upload a model folder as a verified s3:// mirror (for air-gapped sites)", _mirror_model_args,
-                     _mirror_model),
+    "mirror-model": (
+        "upload a model folder as a verified s3:// mirror (for air-gapped sites)",
+        _mirror_model_args,
+        _mirror_model,
+    ),
 }
 
 # Exit codes, all of them: 0 done; 1 finished, but recordings failed (run, transcribe), a check
@@ -259,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(DOCTOR_HINT, file=sys.stderr)
                 return code
         traceback.print_exc()
-        print("granite-batch: internal error (traceback above); a re-run resumes where this one stopped", file=sys.stderr)
+        print(
+            "granite-batch: internal error (traceback above); a re-run resumes where this one stopped", file=sys.stderr
+        )
         print(DOCTOR_HINT, file=sys.stderr)
         return INTERNAL_ERROR
 

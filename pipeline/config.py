@@ -44,8 +44,10 @@ class InputConfig(Section):
     max_attempts: int = Field(8, ge=1, description="botocore retry attempts (standard mode) per S3 request.")
     read_chunk_bytes: int = Field(4 << 20, ge=64 << 10, description="Size of each ranged GET when streaming an object.")
     date_lag_days: int = Field(
-        1, ge=0, description="`{date}` or `{date:%Y/%m/%d}` in `uri` is the run's UTC date minus this many days "
-        "(a nightly job reads yesterday's folder)."
+        1,
+        ge=0,
+        description="`{date}` or `{date:%Y/%m/%d}` in `uri` is the run's UTC date minus this many days "
+        "(a nightly job reads yesterday's folder).",
     )
 
     def resolved(self, now: datetime) -> InputConfig:
@@ -61,15 +63,19 @@ class OutputConfig(Section):
     """Where `granite-batch run` writes `segments/`, `recordings/` and `runs/` (see docs/output.md)."""
 
     uri: str | None = Field(None, description="Where results go (local folder or s3://bucket/prefix).")
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint of the output; None: input.endpoint_url.")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint of the output; None: input.endpoint_url."
+    )
     region: str | None = Field(None, description="S3 region of the output; None: input.region.")
     commit_every_s: float = Field(
         60.0, gt=0, description="Finished recordings are committed at least this often (one Parquet file per commit)."
     )
     commit_rows: int = Field(200_000, ge=1, description="...or as soon as this many segment rows are waiting.")
     lock_stale_s: float = Field(
-        600.0, gt=0, description="A run holds `_lock.json` and refreshes it at every commit; a lock older than "
-        "this is a dead run's and is taken over (a live one refuses a second run on the same output)."
+        600.0,
+        gt=0,
+        description="A run holds `_lock.json` and refreshes it at every commit; a lock older than "
+        "this is a dead run's and is taken over (a live one refuses a second run on the same output).",
     )
 
 
@@ -84,8 +90,10 @@ class FiltersConfig(Section):
     max_size_bytes: int | None = Field(8 << 30, ge=0, description="Larger objects fail with a reason.")
     max_duration_s: float | None = Field(8 * 3600.0, gt=0, description="Longer recordings fail with a reason.")
     decode_timeout_s: float | None = Field(
-        3600.0, gt=0, description="A recording still being fetched, decoded and cut after this long fails with a "
-        "reason (time waiting for the engines does not count)."
+        3600.0,
+        gt=0,
+        description="A recording still being fetched, decoded and cut after this long fails with a "
+        "reason (time waiting for the engines does not count).",
     )
 
 
@@ -94,8 +102,9 @@ class ChannelsConfig(Section):
         "split", description="split: every channel is its own stream (call-center stereo); mix: downmix to mono."
     )
     labels: dict[int, str] = Field(
-        {}, description="Channel index -> label for multi-channel recordings, e.g. {0: agent, 1: customer}; "
-        "unlabelled channels get `ch<i>`."
+        {},
+        description="Channel index -> label for multi-channel recordings, e.g. {0: agent, 1: customer}; "
+        "unlabelled channels get `ch<i>`.",
     )
     mono_label: str = Field("mono", description="Label of single-channel recordings (and `mix` output is `mix`).")
 
@@ -132,9 +141,13 @@ class BlocksConfig(Section):
 
 
 class ModelConfig(Section):
-    id: str = Field(DEFAULT_MODEL, description="Hub id, local folder, or s3:// mirror (see `granite-batch mirror-model`).")
+    id: str = Field(
+        DEFAULT_MODEL, description="Hub id, local folder, or s3:// mirror (see `granite-batch mirror-model`)."
+    )
     revision: str | None = Field(None, description="Hub revision (commit) to pin.")
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// mirror; None: input.endpoint_url.")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint of an s3:// mirror; None: input.endpoint_url."
+    )
     cache_dir: str = Field(
         "~/.cache/granite-batch/models", description="Per-node folder for downloaded mirrors and patched configs."
     )
@@ -143,15 +156,18 @@ class ModelConfig(Section):
 class PromptConfig(Section):
     """What the model is asked (see docs/engines.md#prompts)."""
 
-    task: Literal["transcribe", "translate"] = Field("transcribe", description="transcribe, or translate (the model's AST prompt).")
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="transcribe, or translate (the model's AST prompt)."
+    )
     target_language: str = Field("English", description="Target language when task is translate.")
     keywords: list[str] = Field([], description="Job-level keywords (names, products, acronyms) to bias recognition.")
     keywords_file: str | None = Field(None, description="Local file with more keywords, one per line (# comments).")
     sidecar_keywords: bool = Field(True, description="Also read `<object>.keywords.txt` next to each recording.")
     max_keywords: int = Field(50, ge=0, description="Keywords beyond this many (after merging) are dropped.")
     language: str | None = Field(
-        None, description="Spoken language (ISO 639-1, e.g. `en`) for the output's `language` column; "
-        "null: detected per recording from its transcript."
+        None,
+        description="Spoken language (ISO 639-1, e.g. `en`) for the output's `language` column; "
+        "null: detected per recording from its transcript.",
     )
 
 
@@ -175,8 +191,10 @@ class PoolConfig(Section):
     slots: int = Field(2, ge=1, description="Batches queued per worker (2: the next batch is ready when one ends).")
     batch_blocks: int | None = Field(None, ge=1, description="Blocks per engine call; null: engine.batch_blocks.")
     gather_s: float = Field(
-        0.0, ge=0, description="When fewer than `slots` batches wait, wait this long for more before an engine pass "
-        "(CPU passes have a large fixed cost: merging the first batches of a run saves whole passes)."
+        0.0,
+        ge=0,
+        description="When fewer than `slots` batches wait, wait this long for more before an engine pass "
+        "(CPU passes have a large fixed cost: merging the first batches of a run saves whole passes).",
     )
 
 
@@ -190,21 +208,30 @@ class EngineConfig(Section):
     enforce_eager: bool | None = Field(
         None, description="vLLM: skip compilation and graph capture; null: eager on CPU (starts fast), compiled on GPU."
     )
-    tokens_per_s: float = Field(16.0, gt=0, description="Output cap per second of block audio (guard against runaways).")
+    tokens_per_s: float = Field(
+        16.0, gt=0, description="Output cap per second of block audio (guard against runaways)."
+    )
     margin_tokens: int = Field(16, ge=0, description="Added to the output cap.")
     pad_bucket_s: float | None = Field(
-        1.0, gt=0, description="Zero-pad each block up to a multiple of this and batch equal lengths together, so "
-        "results do not depend on batch composition; null: no padding (faster, batch-dependent)."
+        1.0,
+        gt=0,
+        description="Zero-pad each block up to a multiple of this and batch equal lengths together, so "
+        "results do not depend on batch composition; null: no padding (faster, batch-dependent).",
     )
     expected_rtfx: float = Field(
         280.0, gt=0, description="Audio seconds per GPU second, for plan's cost estimate (leaderboard A100 figure)."
     )
     gpu_hour_price: float = Field(0.0, ge=0, description="Price of one GPU-hour, for plan's cost estimate (0: hide).")
     force_tokens_per_s: float | None = Field(
-        None, gt=0, description="Benchmarks on random weights only: every output is exactly this many tokens per second."
+        None,
+        gt=0,
+        description="Benchmarks on random weights only: every output is exactly this many tokens per second.",
     )
     pools: list[PoolConfig] = Field(
-        [PoolConfig(name="gpu", device="gpu"), PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16, slots=4, gather_s=1.0)],
+        [
+            PoolConfig(name="gpu", device="gpu"),
+            PoolConfig(name="cpu", device="cpu", gpus=0, batch_blocks=16, slots=4, gather_s=1.0),
+        ],
         description="Engine worker pools of `granite-batch run`; all serve the same run.",
     )
 
@@ -223,7 +250,8 @@ class ScheduleConfig(Section):
     cron: str | None = Field(None, description="Cron schedule, e.g. `0 2 * * *`; null: one run, now.")
     time_zone: str = Field("Etc/UTC", description="IANA time zone of the cron schedule.")
     mode: Literal["raycronjob", "cronjob"] = Field(
-        "raycronjob", description="raycronjob: KubeRay's RayCronJob (1.6+, feature gate); cronjob: a CronJob creates the RayJob."
+        "raycronjob",
+        description="raycronjob: KubeRay's RayCronJob (1.6+, feature gate); cronjob: a CronJob creates the RayJob.",
     )
     suspend: bool = Field(False, description="Keep the schedule but start no new runs.")
 
@@ -238,20 +266,30 @@ class ScheduleConfig(Section):
 class RunConfig(Section):
     """How `granite-batch run` uses Ray (see docs/run.md)."""
 
-    address: str | None = Field(None, description="Ray cluster to join (ray://host:10001 or auto); null: start Ray in-process.")
+    address: str | None = Field(
+        None, description="Ray cluster to join (ray://host:10001 or auto); null: start Ray in-process."
+    )
     object_store_gib: float = Field(
-        1.0, gt=0, description="Embedded Ray: object store size (blocks in flight live here; Ray Data applies backpressure)."
+        1.0,
+        gt=0,
+        description="Embedded Ray: object store size (blocks in flight live here; Ray Data applies backpressure).",
     )
     num_cpus: int | None = Field(None, ge=1, description="Embedded Ray: CPUs to use; null: all cores.")
     window_recordings: int = Field(
         20_000, ge=1, description="Recordings listed and handed to Ray at a time (bounds driver memory on huge stores)."
     )
-    retry_failed: bool = Field(False, description="Also redo recordings that failed in an earlier run (default: skipped).")
-    progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal.")
+    retry_failed: bool = Field(
+        False, description="Also redo recordings that failed in an earlier run (default: skipped)."
+    )
+    progress_every_s: float = Field(
+        10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal."
+    )
     decode_cpus: float = Field(1.0, gt=0, description="CPUs per decode-and-block task.")
     decode_memory_gib: float | None = Field(
-        2.0, gt=0, description="Memory per decode worker: reserved from Ray, and a recording that pushes the "
-        "worker past it fails with a reason (streaming decode needs ~0.3 GiB; null: no limit)."
+        2.0,
+        gt=0,
+        description="Memory per decode worker: reserved from Ray, and a recording that pushes the "
+        "worker past it fails with a reason (streaming decode needs ~0.3 GiB; null: no limit).",
     )
     engine_start_timeout_s: float = Field(
         1800.0, gt=0, description="Wait this long for the first engine worker (node scale-up, model download and load)."
@@ -262,7 +300,11 @@ class JobConfig(BaseSettings):
     """A whole job. `jobs/*.yaml` files hold exactly this structure."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, nested_model_default_partial_update=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        nested_model_default_partial_update=True,
     )
 
     input: InputConfig
@@ -404,7 +446,6 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
         return ""
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(model.model_fields)})"
-
 
 
 def markdown_reference() -> str:

@@ -173,9 +173,7 @@ class AudioDecoder:
         # A header that promises much more audio than the data holds: truncated or lying.
         declared = self.declared_s
         if declared is not None and declared - self.duration_s > max(0.5, 0.02 * declared):
-            raise DecodeError(
-                f"truncated: header declares {declared:.2f} s but the data holds {self.duration_s:.2f} s"
-            )
+            raise DecodeError(f"truncated: header declares {declared:.2f} s but the data holds {self.duration_s:.2f} s")
 
 
 _EXACT_LENGTH_FORMATS = {"wav", "flac", "ogg", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
@@ -218,4 +216,3 @@ def _check_wav_data_size(head: bytes, size_bytes: int) -> None:
 def _ffmpeg_msg(err: Exception) -> str:
     msg = getattr(err, "strerror", None) or str(err)
     return " ".join(str(msg).split())[:200]
-

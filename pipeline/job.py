@@ -90,8 +90,12 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     started_at = datetime.now(timezone.utc)
     cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)
-    store = OutputStore(cfg.output.uri, cfg.output.endpoint_url or cfg.input.endpoint_url,
-                        cfg.output.region or cfg.input.region, cfg.output.lock_stale_s)
+    store = OutputStore(
+        cfg.output.uri,
+        cfg.output.endpoint_url or cfg.input.endpoint_url,
+        cfg.output.region or cfg.input.region,
+        cfg.output.lock_stale_s,
+    )
     recovered = store.prepare(run_id)
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err)
     heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
@@ -116,8 +120,9 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     run.committer.flush()
     run.printer.final()
     engines = {"ready": backend.pools, "failed": backend.failed_engines} if backend else {}
-    info = manifest(cfg, run_id, started_at, backend.model_revisions if backend else [], engines,
-                    run.progress.as_dict(), recovered)
+    info = manifest(
+        cfg, run_id, started_at, backend.model_revisions if backend else [], engines, run.progress.as_dict(), recovered
+    )
     uri = store.write_manifest(run_id, info)
     store.release(run_id)
     print(run.progress.summary(run_id, cfg.output.uri), file=err)

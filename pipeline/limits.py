@@ -36,13 +36,17 @@ class Budget:
 
     def check(self) -> None:
         if self.timeout_s is not None and self.spent_s > self.timeout_s:
-            raise LimitExceeded(f"decode timeout: still decoding after {self.spent_s:.0f} s, "
-                                f"over filters.decode_timeout_s={self.timeout_s:g}")
+            raise LimitExceeded(
+                f"decode timeout: still decoding after {self.spent_s:.0f} s, "
+                f"over filters.decode_timeout_s={self.timeout_s:g}"
+            )
         if self.memory_gib is not None:
             rss = rss_bytes()
             if rss > self.memory_gib * (1 << 30):
-                raise LimitExceeded(f"out of memory: the decode worker holds {rss / (1 << 30):.2f} GiB, "
-                                    f"over run.decode_memory_gib={self.memory_gib:g}")
+                raise LimitExceeded(
+                    f"out of memory: the decode worker holds {rss / (1 << 30):.2f} GiB, "
+                    f"over run.decode_memory_gib={self.memory_gib:g}"
+                )
 
     @contextmanager
     def paused(self) -> Iterator[None]:

@@ -137,7 +137,10 @@ def run_plan(
     sinks: tuple[_ParquetStream, _ParquetStream] | None = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        sinks = (_ParquetStream(out_dir / "recordings.parquet", PLAN_RECORDINGS), _ParquetStream(out_dir / "blocks.parquet", PLAN_BLOCKS))
+        sinks = (
+            _ParquetStream(out_dir / "recordings.parquet", PLAN_RECORDINGS),
+            _ParquetStream(out_dir / "blocks.parquet", PLAN_BLOCKS),
+        )
     for outcome, rows in _map(cfg, source.recordings(), workers):
         summary.add(outcome)
         on_outcome(outcome)
@@ -221,7 +224,11 @@ class _Pool:
 def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
     ls = s.listing
     gpu_h = s.speech_s / cfg.engine.expected_rtfx / 3600
-    cost = f", about {gpu_h * cfg.engine.gpu_hour_price:.2f} at {cfg.engine.gpu_hour_price:g}/GPU-h" if cfg.engine.gpu_hour_price else ""
+    cost = (
+        f", about {gpu_h * cfg.engine.gpu_hour_price:.2f} at {cfg.engine.gpu_hour_price:g}/GPU-h"
+        if cfg.engine.gpu_hour_price
+        else ""
+    )
     by_label = ", ".join(f"{k} {hours(v)}" for k, v in sorted(s.speech_s_by_label.items())) or "none"
     hard = f" ({100 * s.hard_cuts / s.blocks:.1f}% of blocks)" if s.blocks else ""
     lines = [

@@ -39,8 +39,9 @@ class Outcome:
         return sum(c.blocks for c in self.channels)
 
 
-def cut_recording(rec: Recording, source: Source, cfg: JobConfig, worker_memory_gib: float | None = None
-                  ) -> Generator[Block, None, Outcome]:
+def cut_recording(
+    rec: Recording, source: Source, cfg: JobConfig, worker_memory_gib: float | None = None
+) -> Generator[Block, None, Outcome]:
     """`worker_memory_gib`: the resident-memory ceiling of a process that only decodes (a Ray decode
     task, a `plan` worker); not for processes that also hold an engine (`transcribe`)."""
     limit = cfg.filters.max_size_bytes
@@ -52,7 +53,8 @@ def cut_recording(rec: Recording, source: Source, cfg: JobConfig, worker_memory_
             dec = AudioDecoder(f, rec.size_bytes, cfg.channels.policy, cfg.filters.max_duration_s)
             streams = 1 if cfg.channels.policy == "mix" else dec.channels
             blockers = [
-                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c, dec.channels), cfg.blocks) for c in range(streams)
+                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c, dec.channels), cfg.blocks)
+                for c in range(streams)
             ]
             for chunk in dec.chunks():
                 budget.check()

@@ -99,8 +99,10 @@ class Progress:
         ]
         n = self.not_listed
         if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers:
-            lines.append(f"  not listed  {n.excluded_by_glob} excluded by glob, {n.excluded_by_modified_since} by "
-                         f"modified-since, {n.folder_markers} empty folder markers")
+            lines.append(
+                f"  not listed  {n.excluded_by_glob} excluded by glob, {n.excluded_by_modified_since} by "
+                f"modified-since, {n.folder_markers} empty folder markers"
+            )
         if self.failures:
             lines.append("  failures    " + ", ".join(f"{k} {v}" for k, v in self.failures.most_common()))
             lines += [f"    {uri}: {err}" for uri, err in self.examples[:10]]
@@ -111,7 +113,11 @@ class Progress:
     def as_dict(self) -> dict[str, Any]:
         return {
             "recordings": {"listed": self.listed, "ok": self.ok, "failed": self.failed, "skipped": self.skipped},
-            "audio_hours": round(self.audio_s / 3600, 6), "speech_hours": round(self.speech_s / 3600, 6),
-            "segments": self.segments, "wall_s": round(self.elapsed, 3), "rtfx": round(self.rtfx, 3),
-            "failures_by_reason": dict(self.failures), "not_listed": asdict(self.not_listed),
+            "audio_hours": round(self.audio_s / 3600, 6),
+            "speech_hours": round(self.speech_s / 3600, 6),
+            "segments": self.segments,
+            "wall_s": round(self.elapsed, 3),
+            "rtfx": round(self.rtfx, 3),
+            "failures_by_reason": dict(self.failures),
+            "not_listed": asdict(self.not_listed),
         }

@@ -45,25 +45,47 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_CUT_BATCH = 32  # blocks per table a cut task yields (~8 MB of audio): streams long files
 
-CUT = pa.schema([
-    ("kind", pa.string()), ("recording_id", pa.string()), ("channel", pa.int32()), ("channel_label", pa.string()),
-    ("index", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()),
-    ("audio", pa.binary()),  # float32 16 kHz samples (blocks)
-    ("prompt", pa.string()),  # JSON PromptSpec fields (blocks)
-    ("outcome", pa.binary()),  # pickled prepare.Outcome (outcome rows; index = blocks emitted)
-])
-RESULT = pa.schema([
-    ("kind", pa.string()), ("recording_id", pa.string()), ("channel", pa.int32()), ("channel_label", pa.string()),
-    ("index", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("outcome", pa.binary()),
-    ("text", pa.string()), ("keywords", pa.list_(pa.string())), ("engine", pa.string()), ("model_revision", pa.string()),
-    ("finish_reason", pa.string()), ("output_tokens", pa.int32()), ("error", pa.string()),
-])
+CUT = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("recording_id", pa.string()),
+        ("channel", pa.int32()),
+        ("channel_label", pa.string()),
+        ("index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("audio", pa.binary()),  # float32 16 kHz samples (blocks)
+        ("prompt", pa.string()),  # JSON PromptSpec fields (blocks)
+        ("outcome", pa.binary()),  # pickled prepare.Outcome (outcome rows; index = blocks emitted)
+    ]
+)
+RESULT = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("recording_id", pa.string()),
+        ("channel", pa.int32()),
+        ("channel_label", pa.string()),
+        ("index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("outcome", pa.binary()),
+        ("text", pa.string()),
+        ("keywords", pa.list_(pa.string())),
+        ("engine", pa.string()),
+        ("model_revision", pa.string()),
+        ("finish_reason", pa.string()),
+        ("output_tokens", pa.int32()),
+        ("error", pa.string()),
+    ]
+)
 
 
 # -- stage 1: cut (CPU tasks) ------------------------------------------------------------------
 def _recording_items(recs: list[Recording]) -> list[dict[str, Any]]:
-    return [{"source_uri": r.source_uri, "size_bytes": r.size_bytes, "etag": r.etag, "version_id": r.version_id or ""}
-            for r in recs]
+    return [
+        {"source_uri": r.source_uri, "size_bytes": r.size_bytes, "etag": r.etag, "version_id": r.version_id or ""}
+        for r in recs
+    ]
 
 
 def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterator[pa.Table]:
@@ -83,16 +105,33 @@ def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterat
                     outcome: Outcome = stop.value
                     break
                 emitted += 1
-                rows.append({"kind": "block", "recording_id": b.recording_id, "channel": b.channel,
-                             "channel_label": b.channel_label, "index": b.index, "start_s": b.start_s, "end_s": b.end_s,
-                             "audio": np.ascontiguousarray(b.samples, np.float32).tobytes(), "prompt": prompt})
+                rows.append(
+                    {
+                        "kind": "block",
+                        "recording_id": b.recording_id,
+                        "channel": b.channel,
+                        "channel_label": b.channel_label,
+                        "index": b.index,
+                        "start_s": b.start_s,
+                        "end_s": b.end_s,
+                        "audio": np.ascontiguousarray(b.samples, np.float32).tobytes(),
+                        "prompt": prompt,
+                    }
+                )
                 if len(rows) >= ROWS_PER_CUT_BATCH:
                     yield pa.Table.from_pylist(rows, CUT)
                     rows = []
         except SourceError as err:  # the keywords sidecar could not be read
             outcome = Outcome(rec, "failed", str(err))
-        rows.append({"kind": "outcome", "recording_id": rec.recording_id, "channel": -1, "index": emitted,
-                     "outcome": pickle.dumps(outcome)})
+        rows.append(
+            {
+                "kind": "outcome",
+                "recording_id": rec.recording_id,
+                "channel": -1,
+                "index": emitted,
+                "outcome": pickle.dumps(outcome),
+            }
+        )
         yield pa.Table.from_pylist(rows, CUT)
 
 
@@ -183,27 +222,49 @@ class EngineWorker:
 
         blocks, specs = [], {}
         for r in rows:
-            blocks.append(Block(r["recording_id"], r["channel"], r["channel_label"], r["index"], r["start_s"], r["end_s"],
-                                np.frombuffer(r["audio"], np.float32)))
+            blocks.append(
+                Block(
+                    r["recording_id"],
+                    r["channel"],
+                    r["channel_label"],
+                    r["index"],
+                    r["start_s"],
+                    r["end_s"],
+                    np.frombuffer(r["audio"], np.float32),
+                )
+            )
             p = json.loads(r["prompt"])
             specs[r["recording_id"]] = PromptSpec(p["task"], p["language"], tuple(p["keywords"]))
         requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg)
         out = []
         for r, res in zip(rows, self.engine.transcribe(requests)):
-            out.append(_result_row(r, text=res.text, keywords=list(res.keywords), engine=self.pool,
-                                   model_revision=self.revision, finish_reason=res.finish_reason,
-                                   output_tokens=res.output_tokens, error=""))
+            out.append(
+                _result_row(
+                    r,
+                    text=res.text,
+                    keywords=list(res.keywords),
+                    engine=self.pool,
+                    model_revision=self.revision,
+                    finish_reason=res.finish_reason,
+                    output_tokens=res.output_tokens,
+                    error="",
+                )
+            )
         return out
 
 
 def _no_text(r: dict[str, Any], engine: str = "", error: str = "") -> dict[str, Any]:
     """A result row without a transcript: an outcome passing through, or a block whose engine failed."""
-    return _result_row(r, text="", keywords=[], engine=engine, model_revision="", finish_reason="", output_tokens=0,
-                       error=error)
+    return _result_row(
+        r, text="", keywords=[], engine=engine, model_revision="", finish_reason="", output_tokens=0, error=error
+    )
 
 
 def _result_row(r: dict[str, Any], **values: Any) -> dict[str, Any]:
-    row = {k: r.get(k) for k in ("kind", "recording_id", "channel", "channel_label", "index", "start_s", "end_s", "outcome")}
+    row = {
+        k: r.get(k)
+        for k in ("kind", "recording_id", "channel", "channel_label", "index", "start_s", "end_s", "outcome")
+    }
     row.update(values)
     return row
 
@@ -304,8 +365,10 @@ def init_ray(cfg: JobConfig) -> None:
         ray.init(address=cfg.run.address, logging_level=logging.WARNING)
     else:
         ray.init(
-            num_cpus=cfg.run.num_cpus or len(os.sched_getaffinity(0)), object_store_memory=int(cfg.run.object_store_gib * (1 << 30)),
-            include_dashboard=False, logging_level=logging.WARNING,
+            num_cpus=cfg.run.num_cpus or len(os.sched_getaffinity(0)),
+            object_store_memory=int(cfg.run.object_store_gib * (1 << 30)),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
         )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # job.py prints our own progress
@@ -336,9 +399,13 @@ class RayBackend:
                 n = int(gpus // pool.gpus) if pool.device == "gpu" and pool.gpus else (1 if pool.device == "cpu" else 0)
             self.pools[pool.name] = 0
             actor = ray.remote(EngineWorker).options(
-                num_cpus=pool.cpus, num_gpus=pool.gpus if pool.device == "gpu" else 0, resources=pool.resources or None,
+                num_cpus=pool.cpus,
+                num_gpus=pool.gpus if pool.device == "gpu" else 0,
+                resources=pool.resources or None,
                 memory=_gib(pool.memory_gib),
-                max_restarts=2, max_task_retries=2, max_concurrency=pool.slots + 2,  # + ready/stats
+                max_restarts=2,
+                max_task_retries=2,
+                max_concurrency=pool.slots + 2,  # + ready/stats
             )
             for k in range(n):
                 key = f"{pool.name}-{k}"
@@ -373,8 +440,10 @@ class RayBackend:
             if not ready:
                 waiting = ", ".join(sorted(pending.values()))
                 if first:
-                    raise EngineStartError(f"no engine worker became ready within run.engine_start_timeout_s "
-                                           f"({self.cfg.run.engine_start_timeout_s:g} s); waiting: {waiting}")
+                    raise EngineStartError(
+                        f"no engine worker became ready within run.engine_start_timeout_s "
+                        f"({self.cfg.run.engine_start_timeout_s:g} s); waiting: {waiting}"
+                    )
                 log.warning("engine workers never became ready, giving up on them: %s", waiting)
                 for key in pending.values():  # or the autoscaler keeps their (GPU) nodes for the whole run
                     ray.kill(self.handles[key][0])
@@ -406,13 +475,24 @@ class RayBackend:
             # named parameter yet (ray_remote_args is deprecated for 2.64).
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(
-                cut_batches, batch_size=1, batch_format="pyarrow", fn_kwargs={"cfg": cfg, "job_words": words},
-                num_cpus=cfg.run.decode_cpus, max_retries=2, memory=_gib(cfg.run.decode_memory_gib),
+                cut_batches,
+                batch_size=1,
+                batch_format="pyarrow",
+                fn_kwargs={"cfg": cfg, "job_words": words},
+                num_cpus=cfg.run.decode_cpus,
+                max_retries=2,
+                memory=_gib(cfg.run.decode_memory_gib),
             )
         ds = ds.map_batches(
-            Dispatch, batch_size=cfg.engine.batch_blocks, batch_format="pyarrow", num_cpus=0,
-            fn_constructor_kwargs={"broker": self.broker, "engines": self.handles,
-                                   "wait_s": cfg.run.engine_start_timeout_s},
+            Dispatch,
+            batch_size=cfg.engine.batch_blocks,
+            batch_format="pyarrow",
+            num_cpus=0,
+            fn_constructor_kwargs={
+                "broker": self.broker,
+                "engines": self.handles,
+                "wait_s": cfg.run.engine_start_timeout_s,
+            },
             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(recordings))),
         )
         for row in ds.iter_rows():
@@ -420,8 +500,17 @@ class RayBackend:
                 yield pickle.loads(row["outcome"]), int(row["index"])
                 continue
             yield BlockResult(
-                recording_id=row["recording_id"], channel=int(row["channel"]), channel_label=row["channel_label"],
-                index=int(row["index"]), start_s=float(row["start_s"]), end_s=float(row["end_s"]), text=row["text"],
-                keywords=tuple(row["keywords"] or ()), engine=row["engine"], model_revision=row["model_revision"],
-                finish_reason=row["finish_reason"], output_tokens=int(row["output_tokens"]), error=row["error"] or None,
+                recording_id=row["recording_id"],
+                channel=int(row["channel"]),
+                channel_label=row["channel_label"],
+                index=int(row["index"]),
+                start_s=float(row["start_s"]),
+                end_s=float(row["end_s"]),
+                text=row["text"],
+                keywords=tuple(row["keywords"] or ()),
+                engine=row["engine"],
+                model_revision=row["model_revision"],
+                finish_reason=row["finish_reason"],
+                output_tokens=int(row["output_tokens"]),
+                error=row["error"] or None,
             )

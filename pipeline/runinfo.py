@@ -46,8 +46,15 @@ def versions() -> dict[str, str]:
     return found
 
 
-def manifest(cfg: JobConfig, run_id: str, started_at: datetime, model_revisions: list[str], engines: dict[str, Any],
-             figures: dict[str, Any], recovered: tuple[int, int]) -> dict[str, Any]:
+def manifest(
+    cfg: JobConfig,
+    run_id: str,
+    started_at: datetime,
+    model_revisions: list[str],
+    engines: dict[str, Any],
+    figures: dict[str, Any],
+    recovered: tuple[int, int],
+) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "started_at": started_at.isoformat(),

@@ -26,7 +26,12 @@ PLAN_RECORDINGS = pa.schema(
         _f("duration_s", pa.float64(), "True duration (decoded samples / sample rate).", nullable=True),
         _f("sample_rate", pa.int32(), "Source sample rate in Hz.", nullable=True),
         _f("channels", pa.int32(), "Source channel count.", nullable=True),
-        _f("speech_s", pa.float64(), "Seconds inside blocks, summed over channels (what the model sees).", nullable=True),
+        _f(
+            "speech_s",
+            pa.float64(),
+            "Seconds inside blocks, summed over channels (what the model sees).",
+            nullable=True,
+        ),
         _f("blocks", pa.int32(), "Blocks over all channels.", nullable=True),
     ]
 )
@@ -36,7 +41,11 @@ PLAN_BLOCKS = pa.schema(
         _f("recording_id", pa.string(), "See recordings."),
         _f("source_uri", pa.string(), "See recordings."),
         _f("channel", pa.int32(), "Source channel index (0 when channels are mixed)."),
-        _f("channel_label", pa.string(), "`channels.labels[i]` else `ch<i>`; `channels.mono_label` for mono sources; `mix` when mixed."),
+        _f(
+            "channel_label",
+            pa.string(),
+            "`channels.labels[i]` else `ch<i>`; `channels.mono_label` for mono sources; `mix` when mixed.",
+        ),
         _f("block_index", pa.int32(), "Position of the block within its channel, from 0."),
         _f("start_s", pa.float64(), "Start on the source timeline, seconds."),
         _f("end_s", pa.float64(), "End on the source timeline, seconds (end - start <= blocks.max_s)."),
@@ -55,7 +64,12 @@ SEGMENTS = pa.schema(
         _f("start_s", pa.float64(), "Start on the source timeline, seconds."),
         _f("end_s", pa.float64(), "End on the source timeline, seconds."),
         _f("text", pa.string(), "Transcript (or translation) of the segment; may be empty."),
-        _f("language", pa.string(), "prompt.language if set, else detected per recording from its transcript.", nullable=True),
+        _f(
+            "language",
+            pa.string(),
+            "prompt.language if set, else detected per recording from its transcript.",
+            nullable=True,
+        ),
         _f("keywords", pa.list_(pa.string()), "Keywords the prompt carried (job + sidecar)."),
         _f("model", pa.string(), "model.id as configured."),
         _f("model_revision", pa.string(), "Hub commit, mirror manifest sha256, or local:<hash of the model files>."),
@@ -68,7 +82,11 @@ SEGMENTS = pa.schema(
 
 RECORDINGS = pa.schema(
     [
-        _f("recording_id", pa.string(), "sha256(source_uri + etag)[:24]; stable across runs, new when the object changes."),
+        _f(
+            "recording_id",
+            pa.string(),
+            "sha256(source_uri + etag)[:24]; stable across runs, new when the object changes.",
+        ),
         _f("source_uri", pa.string(), "Object URI (s3://bucket/key) or absolute local path."),
         _f("source_etag", pa.string(), "ETag as listed (local files: size-mtime)."),
         _f("size_bytes", pa.int64(), "Object size as listed."),

@@ -58,8 +58,12 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
         kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=8))
         if endpoint_url:
             scheme, _, host = endpoint_url.partition("://")
-            kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https",
-                          force_virtual_addressing=False, region=region or "us-east-1")
+            kwargs.update(
+                endpoint_override=host or scheme,
+                scheme=scheme if host else "https",
+                force_virtual_addressing=False,
+                region=region or "us-east-1",
+            )
         elif region:
             kwargs["region"] = region
         return pafs.S3FileSystem(**kwargs), uri.removeprefix("s3://").rstrip("/")
@@ -68,8 +72,9 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
 
 
 class OutputStore:
-    def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None,
-                 lock_stale_s: float = 600.0) -> None:
+    def __init__(
+        self, uri: str, endpoint_url: str | None = None, region: str | None = None, lock_stale_s: float = 600.0
+    ) -> None:
         self.uri, self.lock_stale_s = uri.rstrip("/"), lock_stale_s
         self._where = (endpoint_url, region)
         self.fs, self.root = open_filesystem(uri, endpoint_url, region)
@@ -162,14 +167,23 @@ class OutputStore:
     def _settlements(self) -> pa.Table | None:
         if self.fs.get_file_info(self._p("recordings")).type == pafs.FileType.NotFound:
             return None
-        dataset = ds.dataset(self._p("recordings"), filesystem=self.fs, format="parquet", partitioning="hive",
-                             exclude_invalid_files=False)
-        return dataset.to_table(columns=["recording_id", "status", "run_id", "processed_at"],
-                                filter=ds.field("status") != "skipped")
+        dataset = ds.dataset(
+            self._p("recordings"),
+            filesystem=self.fs,
+            format="parquet",
+            partitioning="hive",
+            exclude_invalid_files=False,
+        )
+        return dataset.to_table(
+            columns=["recording_id", "status", "run_id", "processed_at"], filter=ds.field("status") != "skipped"
+        )
 
     # -- during a run -------------------------------------------------------------------------
-    def commit(self, run_id: str, seq: int, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]) -> None:
+    def commit(
+        self, run_id: str, seq: int, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]
+    ) -> None:
         name = f"{run_id}-{seq:05d}"
+
         def attempt() -> None:
             moves = self._stage(name, date, segments, recordings)
             if moves:
@@ -180,7 +194,9 @@ class OutputStore:
         except OSError as err:
             raise OutputError(f"cannot commit to {self.uri}: {err}") from None
 
-    def _stage(self, name: str, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]) -> list[dict[str, str]]:
+    def _stage(
+        self, name: str, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]
+    ) -> list[dict[str, str]]:
         moves = []
         for dataset, schema, rows in (("segments", SEGMENTS, segments), ("recordings", RECORDINGS, recordings)):
             if rows:
@@ -198,6 +214,7 @@ class OutputStore:
 
     def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> str:
         path = self._p("runs", f"{run_id}.json")
+
         def write() -> None:
             self.fs.create_dir(self._p("runs"))
             with self.fs.open_output_stream(path) as f:
@@ -230,4 +247,3 @@ class OutputStore:
             self.fs.create_dir(m["final"].rsplit("/", 1)[0])
             self.fs.move(m["staging"], m["final"])
         self.fs.delete_file(marker)
-

@@ -17,6 +17,7 @@ from .records import Block, Recording
 from .sources import SourceError
 from .sources.local import LocalSource
 
+
 def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_words: list[str], out: TextIO) -> int:
     """Print one JSON line per block (or per failed input); returns the number of failures.
     A FILE that is a folder is listed with the configured include/exclude globs."""
@@ -54,9 +55,20 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
 
 def _line(rec: Recording, b: Block, r: dict[str, Any], engine: str) -> dict[str, Any]:
     return {
-        "source_uri": rec.source_uri, "recording_id": rec.recording_id, "channel": b.channel,
-        "channel_label": b.channel_label, "block_index": b.index, "start_s": b.start_s, "end_s": b.end_s,
-        "text": r["text"], "finish_reason": r["finish_reason"], "prompt_tokens": r["prompt_tokens"],
-        "output_tokens": r["output_tokens"], "prompt_variant": r["prompt_variant"], "keywords": list(r["keywords"]),
-        "engine": engine, "batch_s": round(r["batch_s"], 4), "batch_size": r["batch_size"],
+        "source_uri": rec.source_uri,
+        "recording_id": rec.recording_id,
+        "channel": b.channel,
+        "channel_label": b.channel_label,
+        "block_index": b.index,
+        "start_s": b.start_s,
+        "end_s": b.end_s,
+        "text": r["text"],
+        "finish_reason": r["finish_reason"],
+        "prompt_tokens": r["prompt_tokens"],
+        "output_tokens": r["output_tokens"],
+        "prompt_variant": r["prompt_variant"],
+        "keywords": list(r["keywords"]),
+        "engine": engine,
+        "batch_s": round(r["batch_s"], 4),
+        "batch_size": r["batch_size"],
     }

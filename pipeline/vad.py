@@ -105,7 +105,8 @@ class StreamingVad:
             contexts[1:] = chunk[:-1, -_CONTEXT:]
             self._context = chunk[-1, -_CONTEXT:].copy()
             probs, self._h, self._c = self._session.run(
-                ["speech_probs", "hn", "cn"], {"input": np.concatenate([contexts, chunk], axis=1), "h": self._h, "c": self._c}
+                ["speech_probs", "hn", "cn"],
+                {"input": np.concatenate([contexts, chunk], axis=1), "h": self._h, "c": self._c},
             )
             out.append(probs.reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -44,13 +44,23 @@ KINDS: tuple[Kind, ...] = (
     # empty, truncated and damaged
     Kind("empty", "bad/empty.wav", "0-byte object", "failed", "empty object (0 bytes)"),
     Kind("truncated-mp3", "bad/truncated.mp3", "MP3 cut mid-frame at 40%", "failed", "truncated: header declares"),
-    Kind("truncated-wav", "bad/truncated.wav", "WAV cut at 30%, header claims the full length", "failed",
-         "truncated: WAV header declares"),
+    Kind(
+        "truncated-wav",
+        "bad/truncated.wav",
+        "WAV cut at 30%, header claims the full length",
+        "failed",
+        "truncated: WAV header declares",
+    ),
     Kind("truncated-flac", "bad/truncated.flac", "FLAC cut mid-frame at 40%", "failed", "corrupt or truncated at"),
     Kind("tiny", "odd/tiny-50ms.wav", "0.05 s of speech", "ok"),
     Kind("random-bytes", "bad/noise-bytes.mp3", "64 KiB of random bytes named .mp3", "failed", "unreadable: "),
-    Kind("format-change", "bad/mono-then-stereo.aac", "ADTS AAC switching mono to stereo mid-stream", "failed",
-         "audio format changed mid-stream"),
+    Kind(
+        "format-change",
+        "bad/mono-then-stereo.aac",
+        "ADTS AAC switching mono to stereo mid-stream",
+        "failed",
+        "audio format changed mid-stream",
+    ),
     # mislabelled content
     Kind("text", "bad/notes.wav", "plain text named .wav", "failed", "not audio: content is plain text"),
     Kind("html", "bad/error-page.mp3", "an HTML error page named .mp3", "failed", "not audio: content is an HTML"),
@@ -60,10 +70,20 @@ KINDS: tuple[Kind, ...] = (
     Kind("opus-as-mp3", "odd/voicemail.mp3", "Ogg Opus named .mp3", "ok", speech=True),
     Kind("flac-as-wav", "odd/dictation.wav", "FLAC named .wav", "ok", speech=True),
     # lying or extreme headers and formats
-    Kind("rf64-1e12", "bad/rf64-claims-1e12-samples.wav", "RF64 WAV whose header claims 10^12 samples, holds 1 s",
-         "failed", "too long: header declares 62500000.0 s"),
-    Kind("riff-4gib", "bad/riff-claims-4gib.wav", "WAV whose header claims 4 GiB, holds 1 s", "failed",
-         "truncated: WAV header declares 4294967280 bytes"),
+    Kind(
+        "rf64-1e12",
+        "bad/rf64-claims-1e12-samples.wav",
+        "RF64 WAV whose header claims 10^12 samples, holds 1 s",
+        "failed",
+        "too long: header declares 62500000.0 s",
+    ),
+    Kind(
+        "riff-4gib",
+        "bad/riff-claims-4gib.wav",
+        "WAV whose header claims 4 GiB, holds 1 s",
+        "failed",
+        "truncated: WAV header declares 4294967280 bytes",
+    ),
     Kind("rate-1hz", "odd/rate-1hz.wav", "WAV at 1 Hz (120 samples)", "ok"),
     Kind("rate-384khz", "odd/rate-384khz.wav", "speech at 384 kHz", "ok", speech=True),
     Kind("channels-8", "odd/channels-8.wav", "8 channels, speech on two", "ok", speech=True),
@@ -81,10 +101,22 @@ KINDS: tuple[Kind, ...] = (
     Kind("slash-key", "keys/ends-in-slash/", "key ending in / that holds audio", "ok", speech=True),
     Kind("folder-marker", "keys/empty-folder/", "empty key ending in / (a console folder)", "not listed"),
     # objects that change or vanish
-    Kind("deleted", "race/deleted.wav", "deleted between list and get", "failed",
-         "object vanished since it was listed", race="delete"),
-    Kind("replaced", "race/replaced.wav", "overwritten between list and get (etag mismatch)", "failed",
-         "object changed since it was listed", race="replace"),
+    Kind(
+        "deleted",
+        "race/deleted.wav",
+        "deleted between list and get",
+        "failed",
+        "object vanished since it was listed",
+        race="delete",
+    ),
+    Kind(
+        "replaced",
+        "race/replaced.wav",
+        "overwritten between list and get (etag mismatch)",
+        "failed",
+        "object changed since it was listed",
+        race="replace",
+    ),
     Kind("denied", "race/no-read.wav", "bucket policy denies reading it", "failed", "access denied", race="deny"),
 )
 
@@ -135,7 +167,10 @@ def write_kinds(root: Path) -> dict[str, Path]:
     nan = np.concatenate([C.silence(1.0), speech, C.silence(1.0)])
     nan[100:400], nan[-300:-100], nan[5000] = np.nan, np.inf, -np.inf
     wav("nan-inf", nan, fmt="wav_f32")
-    put("hour-silence", _lavfi(["-f", "lavfi", "-i", f"anullsrc=r={RATE}:cl=mono", "-t", "3600", "-c:a", "flac"], "flac"))
+    put(
+        "hour-silence",
+        _lavfi(["-f", "lavfi", "-i", f"anullsrc=r={RATE}:cl=mono", "-t", "3600", "-c:a", "flac"], "flac"),
+    )
     wav("dc-offset", padded * 0.5 + 0.3)
     wav("clipping", np.clip(padded * 12.0, -1.0, 1.0))
     put("six-hours", _six_hours(speech))
@@ -154,8 +189,18 @@ def _rf64_header(samples: int, rate: int = RATE) -> bytes:
     data = samples * 2
     ds64 = struct.pack("<QQQI", data + 72, data, samples, 0)
     fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-    return (b"RF64" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"ds64" + struct.pack("<I", len(ds64)) + ds64
-            + b"fmt " + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF))
+    return (
+        b"RF64"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVE"
+        + b"ds64"
+        + struct.pack("<I", len(ds64))
+        + ds64
+        + b"fmt "
+        + fmt
+        + b"data"
+        + struct.pack("<I", 0xFFFFFFFF)
+    )
 
 
 def _channels(x: np.ndarray, n: int, speaking: tuple[int, ...]) -> np.ndarray:
@@ -178,8 +223,10 @@ def _format_change(x: np.ndarray) -> bytes:
         for ch in (1, 2):
             src = C.encode(np.tile(x, (ch, 1)), RATE, "wav_s16", Path(tmp) / f"{ch}.wav")
             dst = Path(tmp) / f"{ch}.aac"
-            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(src), "-c:a", "aac", "-f", "adts",
-                            str(dst)], check=True)
+            subprocess.run(
+                ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(src), "-c:a", "aac", "-f", "adts", str(dst)],
+                check=True,
+            )
             parts.append(dst.read_bytes())
     return b"".join(parts)
 
@@ -192,8 +239,24 @@ def _six_hours(speech: np.ndarray) -> Path:
         chunk[RATE : RATE + len(speech)] += speech
         wav = C.encode(chunk, RATE, "wav_s16", Path(tmp) / "chunk.wav")
         mp3 = Path(tmp) / "chunk.mp3"
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), "-ar", "8000", "-c:a", "libmp3lame",
-                        "-b:a", "8k", str(mp3)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(wav),
+                "-ar",
+                "8000",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                "8k",
+                str(mp3),
+            ],
+            check=True,
+        )
         return _lavfi(["-stream_loop", "35", "-i", str(mp3), "-c", "copy", "-write_xing", "0"], "mp3")
 
 

@@ -32,7 +32,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     utts = C.speech_utterances()
     call = C.make_call(utts[:6], [0.6, 1.2, 0.5, 2.0, 0.8, 1.5, 1.0], channels=2, rate=16000)
     (root / "formats").mkdir()
-    formats = {f: C.encode(call.samples, call.rate, f, root / "formats" / f"call_{f}.{C.FORMAT_EXT[f]}") for f in C.FORMATS}
+    formats = {
+        f: C.encode(call.samples, call.rate, f, root / "formats" / f"call_{f}.{C.FORMAT_EXT[f]}") for f in C.FORMATS
+    }
     (root / "telephone").mkdir()
     telephone = root / "telephone" / "call.wav"
     tel_call = C.telephone_call(telephone)
@@ -40,7 +42,15 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     silence = C.encode(C.silence(20.0)[None, :], 16000, "wav_s16", root / "quiet" / "silence.wav")
     noise = C.encode(C.silence(20.0, noise_dbfs=-60.0)[None, :], 16000, "wav_s16", root / "quiet" / "noise_floor.wav")
     return Corpus(
-        root, call, formats, telephone, tel_call, C.write_bad_inputs(root / "bad"), C.write_misnamed(root / "misnamed"), silence, noise
+        root,
+        call,
+        formats,
+        telephone,
+        tel_call,
+        C.write_bad_inputs(root / "bad"),
+        C.write_misnamed(root / "misnamed"),
+        silence,
+        noise,
     )
 
 

@@ -171,9 +171,7 @@ def utterance(name: str) -> Utterance:
 @functools.cache
 def _espeak_cached(text: str, lang: str) -> np.ndarray:
     """Synthesize once per (text, lang); see espeak()."""
-    proc = subprocess.run(
-        ["espeak-ng", "-v", lang, "--stdout", text], capture_output=True, check=True
-    )
+    proc = subprocess.run(["espeak-ng", "-v", lang, "--stdout", text], capture_output=True, check=True)
     wav = proc.stdout
     # espeak-ng streams a canonical 44-byte header with placeholder sizes.
     if wav[:4] != b"RIFF" or wav[36:40] != b"data":
@@ -194,9 +192,7 @@ def espeak(text: str, lang: str) -> np.ndarray:
     return _espeak_cached(text, lang).copy()
 
 
-def silence(
-    seconds: float, rate: int = SPEECH_RATE, noise_dbfs: float | None = None, seed: int = 0
-) -> np.ndarray:
+def silence(seconds: float, rate: int = SPEECH_RATE, noise_dbfs: float | None = None, seed: int = 0) -> np.ndarray:
     """float32 mono zeros, or Gaussian noise with RMS ``noise_dbfs`` dBFS."""
     n = int(round(seconds * rate))
     if noise_dbfs is None:
@@ -468,8 +464,10 @@ def _self_check() -> None:
         for label, samples, rate in cases:
             true_s = samples.shape[-1] / rate
             print(f"\n{label}: true duration {true_s:.4f} s")
-            print(f"  {'format':14s} {'bytes':>8s} {'probed_s':>9s} {'diff_ms':>8s} "
-                  f"{'decoded_s':>9s} {'diff_ms':>8s} {'tol_ms':>7s}")
+            print(
+                f"  {'format':14s} {'bytes':>8s} {'probed_s':>9s} {'diff_ms':>8s} "
+                f"{'decoded_s':>9s} {'diff_ms':>8s} {'tol_ms':>7s}"
+            )
             for fmt in FORMATS:
                 p = encode(samples, rate, fmt, Path(tmp) / f"{label}_{fmt}.{FORMAT_EXT[fmt]}")
                 tol = codec_frame_s(fmt, rate)
@@ -482,8 +480,10 @@ def _self_check() -> None:
                 if not ok:
                     failures.append(f"{label}/{fmt}")
                 flag = "" if ok else "  <-- outside tolerance"
-                print(f"  {fmt:14s} {p.stat().st_size:8d} {cols[0]:>9s} {cols[1]:>8s} "
-                      f"{cols[2]:>9s} {cols[3]:>8s} {tol * 1000:7.2f}{flag}")
+                print(
+                    f"  {fmt:14s} {p.stat().st_size:8d} {cols[0]:>9s} {cols[1]:>8s} "
+                    f"{cols[2]:>9s} {cols[3]:>8s} {tol * 1000:7.2f}{flag}"
+                )
         tel = telephone_call(Path(tmp) / "tel.wav")
         probed = ffprobe_duration(Path(tmp) / "tel.wav")
         print(f"\ntelephone: {tel.duration_s:.3f} s, probed {probed}, speech {tel.speech}")

@@ -74,8 +74,10 @@ class Report:
         return sum(self.faults.values())
 
     def last_line(self) -> str:
-        return (f"accounted={self.accounted}/{self.inputs} duplicates={self.duplicate_rows} "
-                f"diff_vs_clean={self.diff_vs_clean} faults={self.fault_total}")
+        return (
+            f"accounted={self.accounted}/{self.inputs} duplicates={self.duplicate_rows} "
+            f"diff_vs_clean={self.diff_vs_clean} faults={self.fault_total}"
+        )
 
 
 def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Report:
@@ -91,16 +93,24 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
     before_runs = _everything(s3)
     host, port = svc.endpoint_url.split("://")[1].split(":")
     runs: list[RunLog] = []
-    env = _env(svc, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", RAY_TMPDIR=str(work / "ray"),
-               GRANITE_REMOTE_CODE_SENTINEL=str(sentinel))
+    env = _env(
+        svc,
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        RAY_TMPDIR=str(work / "ray"),
+        GRANITE_REMOTE_CODE_SENTINEL=str(sentinel),
+    )
     (work / "ray").mkdir(exist_ok=True)
 
     def job(name: str, endpoint: str, **extra: Any) -> Path:
         cfg = {
             "input": {"uri": f"s3://{BUCKET}/{PREFIX}/", "endpoint_url": endpoint},
             "model": {"id": model_uri, "endpoint_url": svc.endpoint_url, "cache_dir": str(work / "model-cache")},
-            "engine": {"dtype": "float32", "batch_blocks": 8,
-                       "pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 2}]},
+            "engine": {
+                "dtype": "float32",
+                "batch_blocks": 8,
+                "pools": [{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1, "slots": 2}],
+            },
             "output": {"endpoint_url": endpoint, "commit_every_s": 0.5, "lock_stale_s": 5},
             "run": {"num_cpus": 2, "decode_cpus": 0.5, "object_store_gib": 0.3, "progress_every_s": 5},
         }
@@ -117,8 +127,13 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
     def start(name: str, cfg: Path, output: str) -> tuple[subprocess.Popen[bytes], float]:
         log(f"run {name} ...")
         out, err = open(work / f"{name}.out", "wb"), open(work / f"{name}.err", "wb")
-        p = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--output", output],
-                             env=env, stdout=out, stderr=err, start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg), "--output", output],
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
         return p, time.monotonic()
 
     def finish(name: str, p: subprocess.Popen[bytes], t0: float, timeout: float = 600) -> RunLog:
@@ -142,7 +157,9 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
     out_uri, out_prefix = f"s3://{LAKE}/faulted", "faulted/"
     six_hours = _quoted_path(next(k for k in KINDS if k.name == "six-hours"))
     with FaultProxy(upstream=(host, int(port))) as proxy:
-        early = job("early", proxy.endpoint_url, input__exclude=[*InputConfig.model_fields["exclude"].default, "race/*"])
+        early = job(
+            "early", proxy.endpoint_url, input__exclude=[*InputConfig.model_fields["exclude"].default, "race/*"]
+        )
         # A: killed after its first commit, the 6-hour file held in flight.
         proxy.hold = six_hours
         p, t = start("A", early, out_uri)
@@ -183,9 +200,15 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
         # D: a re-run.
         finish("D", *start("D", job("D", proxy.endpoint_url), out_uri))
         for what in ("slowdown", "reset", "cut", "down", "changed"):
-            faults[{"slowdown": "S3 503 SlowDown", "reset": "S3 connection reset", "cut": "S3 body cut mid-transfer",
+            faults[
+                {
+                    "slowdown": "S3 503 SlowDown",
+                    "reset": "S3 connection reset",
+                    "cut": "S3 body cut mid-transfer",
                     "down": "output store unreachable (requests refused)",
-                    "changed": "object deleted or overwritten after listing"}[what]] += proxy.injected[what]
+                    "changed": "object deleted or overwritten after listing",
+                }[what]
+            ] += proxy.injected[what]
 
     report = _check(svc, s3, start_listing, runs, faults, clean_s)
     report.leaks = _leaks(svc, work)
@@ -199,8 +222,10 @@ def run_scenario(svc: S3Service, tiny_model: Path, work: Path, log=print) -> Rep
 def _good_calls(root: Path) -> dict[str, Path]:
     root.mkdir(parents=True, exist_ok=True)
     call = C.make_call(C.speech_utterances()[:4], [0.6, 1.0, 0.5, 1.2, 0.8], channels=2)
-    return {key: C.encode(call.samples, call.rate, fmt, root / key.replace("/", "-"))
-            for fmt, key in zip(GOOD, _good_keys())}
+    return {
+        key: C.encode(call.samples, call.rate, fmt, root / key.replace("/", "-"))
+        for fmt, key in zip(GOOD, _good_keys())
+    }
 
 
 def _upload(s3: Any, kinds: dict[str, Path], good: dict[str, Path]) -> None:
@@ -211,9 +236,22 @@ def _upload(s3: Any, kinds: dict[str, Path], good: dict[str, Path]) -> None:
     for key, path in good.items():
         s3.upload_file(str(path), BUCKET, f"{PREFIX}/{key}")
     denied = [k for k in KINDS if k.race == "deny"]
-    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
-         "Resource": [f"arn:aws:s3:::{BUCKET}/{PREFIX}/{k.key}" for k in denied]}]}))
+    s3.put_bucket_policy(
+        Bucket=BUCKET,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": [f"arn:aws:s3:::{BUCKET}/{PREFIX}/{k.key}" for k in denied],
+                    }
+                ],
+            }
+        ),
+    )
 
 
 def _mirror_model(svc: S3Service, tiny: Path, work: Path) -> str:
@@ -223,15 +261,23 @@ def _mirror_model(svc: S3Service, tiny: Path, work: Path) -> str:
     shutil.rmtree(model, ignore_errors=True)
     shutil.copytree(tiny, model)
     cfg = json.loads((model / "config.json").read_text())
-    cfg["auto_map"] = {"AutoConfig": "remote_code.Config", "AutoModel": "remote_code.Model",
-                       "AutoModelForSpeechSeq2Seq": "remote_code.Model"}
+    cfg["auto_map"] = {
+        "AutoConfig": "remote_code.Config",
+        "AutoModel": "remote_code.Model",
+        "AutoModelForSpeechSeq2Seq": "remote_code.Model",
+    }
     (model / "config.json").write_text(json.dumps(cfg))
     (model / "remote_code.py").write_text(
         "import os, pathlib\npathlib.Path(os.environ['GRANITE_REMOTE_CODE_SENTINEL']).write_text('ran')\n"
-        "raise SystemExit('remote code executed')\n")
+        "raise SystemExit('remote code executed')\n"
+    )
     uri = f"s3://{MODELS}/granite-tiny"
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "mirror-model", str(model), uri, "--endpoint-url",
-                        svc.endpoint_url], capture_output=True, text=True, env=_env(svc))
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "mirror-model", str(model), uri, "--endpoint-url", svc.endpoint_url],
+        capture_output=True,
+        text=True,
+        env=_env(svc),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return uri
 
@@ -249,7 +295,10 @@ def _arm_races(proxy: FaultProxy, svc: S3Service) -> None:
             proxy.before_first_get[_quoted_path(k)] = lambda key=key: s3.delete_object(Bucket=BUCKET, Key=key)
         elif k.race == "replace":
             proxy.before_first_get[_quoted_path(k)] = lambda key=key: s3.put_object(
-                Bucket=BUCKET, Key=key, Body=s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/good/call-mp3.mp3")["Body"].read())
+                Bucket=BUCKET,
+                Key=key,
+                Body=s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/good/call-mp3.mp3")["Body"].read(),
+            )
 
 
 def _quoted_path(k: Kind) -> str:
@@ -261,7 +310,10 @@ def _quoted_path(k: Kind) -> str:
 # -- faults ----------------------------------------------------------------------------------------
 def _kill_workers(driver: subprocess.Popen[bytes], faults: Counter[str], titles: set[str]) -> None:
     """SIGKILL one decode task's worker and one engine worker of this run, each mid-task."""
-    wanted = {"decode worker killed mid-task": "cut_batches", "engine worker killed mid-call": "EngineWorker.transcribe"}
+    wanted = {
+        "decode worker killed mid-task": "cut_batches",
+        "engine worker killed mid-call": "EngineWorker.transcribe",
+    }
     deadline = time.monotonic() + 300
     while wanted and driver.poll() is None and time.monotonic() < deadline:
         for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -326,16 +378,18 @@ def _run_ids(s3: Any, prefix: str) -> set[str]:
 
 def _table(svc: S3Service, path: str) -> list[dict[str, Any]]:
     host = svc.endpoint_url.split("://")[1]
-    fs = pafs.S3FileSystem(endpoint_override=host, scheme="http", access_key=svc.access_key, secret_key=svc.secret_key,
-                           region=svc.region)
+    fs = pafs.S3FileSystem(
+        endpoint_override=host, scheme="http", access_key=svc.access_key, secret_key=svc.secret_key, region=svc.region
+    )
     try:
         return ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive").to_table().to_pylist()
     except FileNotFoundError:
         return []
 
 
-def _check(svc: S3Service, s3: Any, start: dict[tuple[str, str], int], runs: list[RunLog], faults: Counter[str],
-           clean_s: float) -> Report:
+def _check(
+    svc: S3Service, s3: Any, start: dict[tuple[str, str], int], runs: list[RunLog], faults: Counter[str], clean_s: float
+) -> Report:
     problems: list[str] = []
     end = _listing(s3)
     inputs = {**start, **end}
@@ -383,8 +437,10 @@ def _check(svc: S3Service, s3: Any, start: dict[tuple[str, str], int], runs: lis
         if ok and k.expect == "ok":
             ok = (row["segments"] > 0) == k.speech
         if not ok:
-            problems.append(f"{k.name}: expected {k.expect} {k.reason!r} (speech={k.speech}), got {row['status']} "
-                            f"{row['error']!r} with {row['segments']} segments")
+            problems.append(
+                f"{k.name}: expected {k.expect} {k.reason!r} (speech={k.speech}), got {row['status']} "
+                f"{row['error']!r} with {row['segments']} segments"
+            )
     for key in (k for k in inputs if k[0].startswith(f"{PREFIX}/good/")):
         if settled.get(key, [{}])[0].get("status") != "ok":
             problems.append(f"good file {key[0]} not ok")
@@ -396,7 +452,9 @@ def _check(svc: S3Service, s3: Any, start: dict[tuple[str, str], int], runs: lis
         r = next(x for x in runs if x.name == name)
         if needle not in r.stderr_tail:
             problems.append(f"run {name} did not say {needle!r}:\n{r.stderr_tail}")
-    return Report(len(KINDS), len(inputs), accounted, duplicates, diff, faults, runs, problems, by_kind, clean_s=clean_s)
+    return Report(
+        len(KINDS), len(inputs), accounted, duplicates, diff, faults, runs, problems, by_kind, clean_s=clean_s
+    )
 
 
 def _segments_by_recording(segs: list[dict[str, Any]]) -> dict[str, set[tuple[Any, ...]]]:

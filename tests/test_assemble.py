@@ -15,10 +15,25 @@ INFO = AudioInfo("wav", "pcm_mulaw", 8000, 2, 30.0)
 STATS = (ChannelStats(0, "agent", 6.0, 2, 1, 3.0, 0), ChannelStats(1, "customer", 3.5, 1, 1, 2.0, 0))
 
 
-def block(channel: int, index: int, text: str = "hello there how are you today", error: str | None = None) -> BlockResult:
+def block(
+    channel: int, index: int, text: str = "hello there how are you today", error: str | None = None
+) -> BlockResult:
     start = 4.0 * index + channel
-    return BlockResult(REC.recording_id, channel, ["agent", "customer"][channel], index, start, start + 3.0, text,
-                       ("Acme",), "gpu", "rev", "stop", 7, error)
+    return BlockResult(
+        REC.recording_id,
+        channel,
+        ["agent", "customer"][channel],
+        index,
+        start,
+        start + 3.0,
+        text,
+        ("Acme",),
+        "gpu",
+        "rev",
+        "stop",
+        7,
+        error,
+    )
 
 
 def test_a_recording_settles_when_its_outcome_and_every_block_are_in_whatever_the_order():
@@ -87,8 +102,10 @@ def test_the_language_hint_wins_and_detection_refuses_to_guess():
 
 
 def test_the_manifest_redacts_secrets():
-    cfg = {"model": {"id": "s3://mirror/granite", "hf_token": "hf_abc"},
-           "input": {"endpoint_url": "https://AKIA123:s3cr3t@minio.local:9000", "uri": "s3://b/p"}}
+    cfg = {
+        "model": {"id": "s3://mirror/granite", "hf_token": "hf_abc"},
+        "input": {"endpoint_url": "https://AKIA123:s3cr3t@minio.local:9000", "uri": "s3://b/p"},
+    }
     out = redact(cfg)
     assert out["model"]["hf_token"] == REDACTED and "s3cr3t" not in str(out) and "AKIA123" not in str(out)
     assert out["input"]["uri"] == "s3://b/p" and out["model"]["id"] == "s3://mirror/granite"

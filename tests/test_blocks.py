@@ -245,7 +245,12 @@ def test_no_blocks_cut_through_silence_after_speech(corpus):
 
     speech = C.speech_utterances()[5].samples[: int(3.95 * S)]
     x = np.concatenate(
-        [C.silence(1.0, noise_dbfs=-60), speech, C.silence(20.0, noise_dbfs=-60, seed=1), C.utterance("goforward").samples]
+        [
+            C.silence(1.0, noise_dbfs=-60),
+            speech,
+            C.silence(20.0, noise_dbfs=-60, seed=1),
+            C.utterance("goforward").samples,
+        ]
     ).astype(np.float32)
     reference = _stream(x, x.size)
     assert _stream(x, 2 * S) == reference

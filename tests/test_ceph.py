@@ -15,15 +15,32 @@ pytestmark = pytest.mark.ceph
 
 @pytest.fixture(scope="module")
 def store(ceph, corpus):
-    files = {f"2026-11-25/{p.name}": p for f, p in corpus.formats.items() if f in ("wav_mulaw", "mp3", "opus", "m4a_moov_end", "webm")}
-    files |= {"2026-11-25/telephone.wav": corpus.telephone, "2026-11-25/truncated.wav": corpus.bad["truncated.wav"],
-              "2026-11-25/page.mp3": corpus.bad["page.mp3"], "2026-11-25/empty.wav": corpus.bad["empty.wav"]}
+    files = {
+        f"2026-11-25/{p.name}": p
+        for f, p in corpus.formats.items()
+        if f in ("wav_mulaw", "mp3", "opus", "m4a_moov_end", "webm")
+    }
+    files |= {
+        "2026-11-25/telephone.wav": corpus.telephone,
+        "2026-11-25/truncated.wav": corpus.bad["truncated.wav"],
+        "2026-11-25/page.mp3": corpus.bad["page.mp3"],
+        "2026-11-25/empty.wav": corpus.bad["empty.wav"],
+    }
     upload_tree(ceph, "archive", "calls", files)
     return files
 
 
 def test_plan_over_ceph_rgw(ceph, store, tmp_path):
-    r = plan("--input", "s3://archive/calls/", "--endpoint-url", ceph.endpoint_url, "--output", str(tmp_path), "--workers", "2")
+    r = plan(
+        "--input",
+        "s3://archive/calls/",
+        "--endpoint-url",
+        ceph.endpoint_url,
+        "--output",
+        str(tmp_path),
+        "--workers",
+        "2",
+    )
     assert r.returncode == 0, r.stderr
     rows = {x["source_uri"].rsplit("/", 1)[1]: x for x in pq.read_table(tmp_path / "recordings.parquet").to_pylist()}
     assert set(rows) == {k.rsplit("/", 1)[1] for k in store}
@@ -55,13 +72,23 @@ def test_run_from_ceph_to_ceph(ceph, store, tiny_model, tmp_path):
     from tests.test_run import KEY, finish, granite, write_job
 
     upload_tree(ceph, "lake", "keep", {})  # the output bucket
-    job = write_job(tmp_path / "job.yaml", tiny_model, ceph, input__uri="s3://archive/calls/",
-                    engine__pools=[{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1}])
+    job = write_job(
+        tmp_path / "job.yaml",
+        tiny_model,
+        ceph,
+        input__uri="s3://archive/calls/",
+        engine__pools=[{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1}],
+    )
     out = "s3://lake/transcripts"
     rc, _, err = finish(granite("run", "--config", str(job), "--output", out))
     assert rc == 1, err[-3000:]  # three bad files
-    fs = pafs.S3FileSystem(endpoint_override=ceph.endpoint_url.split("://")[1], scheme="http",
-                           access_key=ceph.access_key, secret_key=ceph.secret_key, region=ceph.region)
+    fs = pafs.S3FileSystem(
+        endpoint_override=ceph.endpoint_url.split("://")[1],
+        scheme="http",
+        access_key=ceph.access_key,
+        secret_key=ceph.secret_key,
+        region=ceph.region,
+    )
     rec = ds.dataset("lake/transcripts/recordings", filesystem=fs, partitioning="hive").to_table().to_pylist()
     assert sorted(r["source_uri"].rsplit("/", 1)[1] for r in rec) == sorted(k.rsplit("/", 1)[1] for k in store)
     assert sorted(r["status"] for r in rec).count("failed") == 3

@@ -101,7 +101,9 @@ def test_lowercase_env_typo_is_rejected(monkeypatch):
         load_config(None, {"input.uri": "x"})
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "jobs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_job_files_are_valid(path):
     cfg = load_config(path)
     assert cfg.input.uri and (cfg.output.uri or path.name == "local-demo.yaml")

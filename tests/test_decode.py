@@ -104,7 +104,9 @@ def test_nan_and_inf_samples_become_silence(tmp_path):
 
 @pytest.mark.parametrize("channels", [8, 16, 32])
 def test_many_channels_stay_distinct(tmp_path, channels):
-    x = np.stack([np.sin(2 * np.pi * 200 * np.arange(16000) / 16000) * (c + 1) / (2 * channels) for c in range(channels)])
+    x = np.stack(
+        [np.sin(2 * np.pi * 200 * np.arange(16000) / 16000) * (c + 1) / (2 * channels) for c in range(channels)]
+    )
     path = C.encode(x.astype(np.float32), 16000, "wav_s16", tmp_path / "multi.wav")
     dec, audio = decode(path)
     assert dec.info.channels == channels and audio.shape[0] == channels
@@ -117,7 +119,10 @@ def test_vbr_mp3_without_length_header_is_not_called_truncated(tmp_path, corpus)
 
     wav = corpus.formats["wav_s16"]
     out = tmp_path / "vbr.mp3"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-q:a", "2", "-write_xing", "0", str(out)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-q:a", "2", "-write_xing", "0", str(out)],
+        check=True,
+    )
     dec, _ = decode(out)
     assert dec.declared_s is None  # FFmpeg's bitrate guess is not a header claim
     assert abs(dec.info.duration_s - corpus.call.duration_s) < 0.1
@@ -129,7 +134,23 @@ def test_format_change_mid_stream_is_a_decode_error(tmp_path, corpus):
     parts = []
     for ch in (1, 2):
         p = tmp_path / f"{ch}.aac"
-        subprocess.run(["ffmpeg", "-v", "error", "-i", str(corpus.formats["wav_s16"]), "-ac", str(ch), "-c:a", "aac", "-f", "adts", str(p)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-i",
+                str(corpus.formats["wav_s16"]),
+                "-ac",
+                str(ch),
+                "-c:a",
+                "aac",
+                "-f",
+                "adts",
+                str(p),
+            ],
+            check=True,
+        )
         parts.append(p.read_bytes())
     joined = tmp_path / "joined.aac"
     joined.write_bytes(b"".join(parts))

@@ -46,8 +46,9 @@ def test_images_get_every_file_the_install_needs():
             assert f"!{name}" in ignore, f".dockerignore keeps {name} out"
 
 
-def test_code_is_ruff_clean():
-    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True, text=True)
+@pytest.mark.parametrize("check", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_code_is_ruff_clean(check):
+    r = subprocess.run([sys.executable, "-m", "ruff", *check, "--no-cache", str(ROOT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
 
 

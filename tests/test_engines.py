@@ -84,7 +84,9 @@ def test_keywords_reach_the_prompt_tokens(engines, blocks, cfg):
     spec = PromptSpec(keywords=("Acme", "Zorblax 9000"))
     tok = engines["transformers"].tokenizer
     prompt = render(tok, spec)
-    assert prompt.endswith("can you transcribe the speech into a written format? Keywords: Acme, Zorblax 9000\n ASSISTANT:")
+    assert prompt.endswith(
+        "can you transcribe the speech into a written format? Keywords: Acme, Zorblax 9000\n ASSISTANT:"
+    )
     assert prompt.startswith("USER: <|audio|>")
     extra = len(tok(prompt)["input_ids"]) - len(tok(render(tok, PromptSpec()))["input_ids"])
     assert extra > 5
@@ -108,7 +110,10 @@ def test_token_cap_flags_length(engines, blocks, cfg):
         capped = engine.transcribe([replace(r, max_tokens=3) for r in reqs])
         assert all(r.output_tokens <= 3 for r in capped), kind
         forced = engine.transcribe([replace(r, max_tokens=12, min_tokens=12) for r in reqs])
-        assert [r.output_tokens for r in forced] == [12, 12] and {r.finish_reason for r in forced} <= {"length", "guard"}
+        assert [r.output_tokens for r in forced] == [12, 12] and {r.finish_reason for r in forced} <= {
+            "length",
+            "guard",
+        }
 
 
 def test_forced_token_counts_come_from_the_config_in_every_path(engines, blocks):
@@ -116,7 +121,11 @@ def test_forced_token_counts_come_from_the_config_in_every_path(engines, blocks)
     benches (which all build requests through it) force the same lengths."""
     forced_cfg = load_config(None, {"input.uri": "x", "engine.dtype": "float32", "engine.force_tokens_per_s": 5})
     reqs = requests_for(blocks[:3], {"rec": PromptSpec()}, engines["vllm"].tokenizer, forced_cfg)
-    assert [r.max_tokens for r in reqs] == [r.min_tokens for r in reqs] == [max(1, round(b.duration_s * 5)) for b in blocks[:3]]
+    assert (
+        [r.max_tokens for r in reqs]
+        == [r.min_tokens for r in reqs]
+        == [max(1, round(b.duration_s * 5)) for b in blocks[:3]]
+    )
 
 
 def test_max_tokens_follows_duration():
@@ -131,8 +140,14 @@ def test_repetition_loops_are_collapsed():
     # A loop whose first round is capitalised or punctuated differently is still a loop.
     assert collapse_repetitions("Ten of clubs ten of clubs ten of clubs ten of clubs.") == ("Ten of clubs", True)
     # What people really say is left alone.
-    for speech in ("my pin is nine nine nine one", "bye bye bye", "ha ha ha ha", "no no no no no", "very very good",
-                   "thank you thank you thank you"):
+    for speech in (
+        "my pin is nine nine nine one",
+        "bye bye bye",
+        "ha ha ha ha",
+        "no no no no no",
+        "very very good",
+        "thank you thank you thank you",
+    ):
         assert collapse_repetitions(speech) == (speech, False)
         assert collapse_repetitions(speech, duration_s=2.0) == (speech, False)  # at the pace people speak
 
@@ -144,7 +159,10 @@ def test_text_faster_than_speech_has_its_shorter_repeats_collapsed():
     assert collapse_repetitions(looped, duration_s=3.8) == (clause, True)  # 6.3 words/s: no one speaks that fast
     assert collapse_repetitions(looped, duration_s=6.0) == (looped, False)  # 4 words/s: could be speech
     assert collapse_repetitions("ten of clubs ten of clubs ten of clubs", duration_s=1.1) == ("ten of clubs", True)
-    assert collapse_repetitions("seven of clubs seven of clubs", duration_s=1.6) == ("seven of clubs seven of clubs", False)
+    assert collapse_repetitions("seven of clubs seven of clubs", duration_s=1.6) == (
+        "seven of clubs seven of clubs",
+        False,
+    )
 
 
 def test_a_collapsed_result_is_flagged_guard():
@@ -161,7 +179,13 @@ def test_a_collapsed_result_is_flagged_guard():
 
 def test_keyword_sources_merge():
     assert parse_keywords_text("Acme # brand\nZorblax, ACME\n\n  Widget Pro  \nC#, F#\n# note\n") == [
-        "Acme", "Zorblax", "ACME", "Widget Pro", "C#", "F#"]
+        "Acme",
+        "Zorblax",
+        "ACME",
+        "Widget Pro",
+        "C#",
+        "F#",
+    ]
     # Special-token text from a sidecar never reaches the prompt as a special token.
     assert merge_keywords(["<|audio|>", "Acme<|end_of_text|>"], limit=5) == ("Acme",)
     assert merge_keywords(["Acme", "Beta"], ["acme", "Gamma"], limit=10) == ("Acme", "Beta", "Gamma")
@@ -197,16 +221,31 @@ def test_real_hub_config_loads_in_transformers_5(tmp_path):
 def test_s3_mirror_loads_and_a_corrupted_one_is_refused(moto, tiny, tmp_path, cfg):
     env = {**os.environ}
     r = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "mirror-model", str(tiny), "s3://models/granite-tiny", "--endpoint-url", moto.endpoint_url],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "mirror-model",
+            str(tiny),
+            "s3://models/granite-tiny",
+            "--endpoint-url",
+            moto.endpoint_url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     s3 = moto.client()
     if r.returncode != 0 and "NoSuchBucket" in r.stderr:
         s3.create_bucket(Bucket="models")
         r = subprocess.run(r.args, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    bad = subprocess.run([*r.args[:5], "s3://no-such-bucket-x/tiny", *r.args[6:]], capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "cannot write the mirror s3://no-such-bucket-x/tiny: NoSuchBucket" in bad.stderr, bad.stderr
+    bad = subprocess.run(
+        [*r.args[:5], "s3://no-such-bucket-x/tiny", *r.args[6:]], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "cannot write the mirror s3://no-such-bucket-x/tiny: NoSuchBucket" in bad.stderr, (
+        bad.stderr
+    )
     mcfg = ModelConfig(id="s3://models/granite-tiny", endpoint_url=moto.endpoint_url, cache_dir=str(tmp_path / "cache"))
     local = resolve_model(mcfg)
     assert (local / "model.safetensors").read_bytes() == (tiny / "model.safetensors").read_bytes()
@@ -250,9 +289,24 @@ def test_transcribe_cli(tiny, tmp_path, corpus):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     r = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "transcribe", str(audio), str(bad), "--model", str(tiny),
-         "--engine", "vllm", "--keywords", "Acme"],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "transcribe",
+            str(audio),
+            str(bad),
+            "--model",
+            str(tiny),
+            "--engine",
+            "vllm",
+            "--keywords",
+            "Acme",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
     )
     assert r.returncode == 1, r.stderr  # one input failed
     lines = [json.loads(x) for x in r.stdout.splitlines()]
@@ -266,12 +320,22 @@ def test_transcribe_cli(tiny, tmp_path, corpus):
     missing = str(tmp_path / "nope.wav")
     cli = [sys.executable, "-m", "pipeline.cli", "transcribe"]
     engine_args = ["--model", str(tiny), "--engine", "transformers", "--keywords", "Acme"]
-    r = subprocess.run([*cli, missing, str(tmp_path), *engine_args], capture_output=True, text=True,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    r = subprocess.run(
+        [*cli, missing, str(tmp_path), *engine_args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert lines[0]["source_uri"] == missing and "does not exist" in lines[0]["error"]
     assert not any(x["source_uri"].endswith(".keywords.txt") for x in lines)
     assert any("text" in x for x in lines) and r.returncode == 1
-    r = subprocess.run([*cli, str(audio), "--model", str(tmp_path / "no-model")], capture_output=True, text=True,
-                       env={**os.environ, "GRANITE_BATCH_PROMPT__KEYWORDS_FILE": str(tmp_path / "none.txt")}, timeout=60)
+    r = subprocess.run(
+        [*cli, str(audio), "--model", str(tmp_path / "no-model")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GRANITE_BATCH_PROMPT__KEYWORDS_FILE": str(tmp_path / "none.txt")},
+        timeout=60,
+    )
     assert r.returncode == 2 and "prompt.keywords_file" in r.stderr

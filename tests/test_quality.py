@@ -19,12 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def figures() -> dict[str, float]:
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "quality.py"), "--calls", "1"], capture_output=True,
-                       text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "quality.py"), "--calls", "1"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = dict(re.findall(r"(\w+)=([\d.]+)", r.stdout.strip().splitlines()[-1]))
-    for variant, whole, blocks, fixed in re.findall(r"^(\w+)\s+WER whole ([\d.]+)\s+blocks ([\d.]+)\s+fixed ([\d.]+)",
-                                                    r.stdout, re.M):
+    for variant, whole, blocks, fixed in re.findall(
+        r"^(\w+)\s+WER whole ([\d.]+)\s+blocks ([\d.]+)\s+fixed ([\d.]+)", r.stdout, re.M
+    ):
         out |= {f"{variant}_whole": whole, f"{variant}_blocks": blocks, f"{variant}_fixed": fixed}
     return {k: float(v) for k, v in out.items()}
 

@@ -46,9 +46,16 @@ def test_the_faulted_output_equals_the_clean_run(report):
 
 
 def test_every_fault_kind_was_injected(report):
-    expected = {"driver killed", "decode worker killed mid-task", "engine worker killed mid-call", "S3 503 SlowDown",
-                "S3 connection reset", "S3 body cut mid-transfer", "output store unreachable (requests refused)",
-                "object deleted or overwritten after listing"}
+    expected = {
+        "driver killed",
+        "decode worker killed mid-task",
+        "engine worker killed mid-call",
+        "S3 503 SlowDown",
+        "S3 connection reset",
+        "S3 body cut mid-transfer",
+        "output store unreachable (requests refused)",
+        "object deleted or overwritten after listing",
+    }
     assert {k for k, n in report.faults.items() if n > 0} == expected, report.faults
 
 

@@ -52,9 +52,14 @@ def write_job(path: Path, model: Path, moto, **extra) -> Path:
         "prompt": {"keywords": ["Acme"]},
         # Dispatch batches of 8 go out in engine calls of 2, one slot per engine: each dispatcher
         # needs several slots per batch (this deadlocked while dispatchers held finished slots).
-        "engine": {"dtype": "float32", "batch_blocks": 8,
-                   "pools": [{"name": "a", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1, "batch_blocks": 2},
-                             {"name": "b", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1, "batch_blocks": 2}]},
+        "engine": {
+            "dtype": "float32",
+            "batch_blocks": 8,
+            "pools": [
+                {"name": "a", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1, "batch_blocks": 2},
+                {"name": "b", "device": "cpu", "replicas": 1, "cpus": 0.5, "slots": 1, "batch_blocks": 2},
+            ],
+        },
         "output": {"commit_every_s": 0.5},
         "run": {"object_store_gib": 0.3, "num_cpus": 2, "progress_every_s": 1},
     }
@@ -70,8 +75,15 @@ def write_job(path: Path, model: Path, moto, **extra) -> Path:
 
 def granite(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
     env = dict(env or os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def finish(p: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -117,8 +129,9 @@ def test_segments_are_one_per_block_sorted_and_inside_the_recording(clean_run, m
     cfg = load_config(job, {"input.endpoint_url": moto.endpoint_url})
     run_plan(cfg, tmp / "plan", workers=1)
     blocks = ds.dataset(tmp / "plan" / "blocks.parquet").to_table().to_pylist()
-    assert sorted((b["recording_id"], b["channel"], b["block_index"], b["start_s"], b["end_s"]) for b in blocks) == \
-        sorted(tuple(r[k] for k in KEY) for r in rows)
+    assert sorted(
+        (b["recording_id"], b["channel"], b["block_index"], b["start_s"], b["end_s"]) for b in blocks
+    ) == sorted(tuple(r[k] for k in KEY) for r in rows)
     last: dict[tuple[str, int], float] = {}
     for r in sorted(rows, key=lambda r: (r["recording_id"], r["channel"], r["segment_index"])):
         assert 0 <= r["start_s"] < r["end_s"] <= rec[r["recording_id"]]["duration_s"] + 1e-6
@@ -146,10 +159,14 @@ def test_output_reads_in_duckdb_with_the_declared_types(clean_run):
         f"WHERE r.status = 'ok' GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert {row[0] for row in q} >= {"agent", "customer", "mono"}
-    types = dict(duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/segments/*/*.parquet')").fetchall()[i][:2]
-                 for i in range(len(SEGMENTS)))
+    types = dict(
+        duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/segments/*/*.parquet')").fetchall()[i][:2]
+        for i in range(len(SEGMENTS))
+    )
     assert types["start_s"] == "DOUBLE" and types["keywords"] == "VARCHAR[]" and types["channel"] == "INTEGER"
-    rtypes = dict(r[:2] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/recordings/*/*.parquet')").fetchall())
+    rtypes = dict(
+        r[:2] for r in duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{out}/recordings/*/*.parquet')").fetchall()
+    )
     assert rtypes["processed_at"] == "TIMESTAMP WITH TIME ZONE" and rtypes["date"] == "DATE"  # the hive partition
     assert set(rtypes) == set(RECORDINGS.names) | {"date"}
 
@@ -161,7 +178,11 @@ def test_the_run_manifest(clean_run):
     (path,) = (tmp / "out" / "runs").iterdir()
     m = json.loads(path.read_text())
     assert m["recordings"] == {"listed": 9, "ok": 6, "failed": 3, "skipped": 0}
-    assert m["failures_by_reason"] and m["audio_hours"] > 0 and m["engine_workers"] == {"ready": {"a": 1, "b": 1}, "failed": {}}
+    assert (
+        m["failures_by_reason"]
+        and m["audio_hours"] > 0
+        and m["engine_workers"] == {"ready": {"a": 1, "b": 1}, "failed": {}}
+    )
     assert m["versions"]["ray"] and m["config"]["input"]["uri"].startswith("s3://")
     assert m["model"]["revisions"][0].startswith("local:")
 
@@ -192,8 +213,14 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
     # machine the whole run once fitted in its first commit). Two decode slots: the held file
     # takes one, the rest flow through the other.
     with FaultProxy(upstream=(host, int(port)), slowdown=0, reset=0, cut=0, hold="voicemail-0005.mp3") as proxy:
-        held = write_job(tmp_path / "held.yaml", model, _Endpoint(proxy.endpoint_url), output__commit_every_s=0.01,
-                         output__lock_stale_s=4, run__decode_cpus=0.5)
+        held = write_job(
+            tmp_path / "held.yaml",
+            model,
+            _Endpoint(proxy.endpoint_url),
+            output__commit_every_s=0.01,
+            output__lock_stale_s=4,
+            run__decode_cpus=0.5,
+        )
         p = granite("run", "--config", str(held), "--output", str(out))
         deadline = time.monotonic() + 240
         while not list((out / "segments").rglob("*.parquet")):  # killed after its first commit
@@ -236,13 +263,41 @@ def test_run_joins_an_existing_ray_cluster(tmp_path, tiny_model, moto, inputs):
     port = free_port()
     # Token auth off on both sides, as on a KubeRay cluster without authOptions.
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
-    subprocess.run(["ray", "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                    "--object-store-memory=300000000", "--include-dashboard=false"], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            "ray",
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--object-store-memory=300000000",
+            "--include-dashboard=false",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     try:
-        job = write_job(tmp_path / "job.yaml", tiny_model, moto, input__include=["call-0002.mp3", "bad-empty.wav"],
-                        engine__pools=[{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1}])
-        rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out"),
-                                    "--address", f"127.0.0.1:{port}", env=env))
+        job = write_job(
+            tmp_path / "job.yaml",
+            tiny_model,
+            moto,
+            input__include=["call-0002.mp3", "bad-empty.wav"],
+            engine__pools=[{"name": "cpu", "device": "cpu", "replicas": 1, "cpus": 1}],
+        )
+        rc, _, err = finish(
+            granite(
+                "run",
+                "--config",
+                str(job),
+                "--output",
+                str(tmp_path / "out"),
+                "--address",
+                f"127.0.0.1:{port}",
+                env=env,
+            )
+        )
         assert rc == 1 and "1 failed" in err, err[-3000:]
         rec = {r["source_uri"].rsplit("/", 1)[1]: r["status"] for r in read(tmp_path / "out", "recordings").to_pylist()}
         assert rec == {"call-0002.mp3": "ok", "bad-empty.wav": "failed"}
@@ -256,9 +311,16 @@ def test_a_pool_that_never_gets_its_node_does_not_block_the_run(tmp_path, tiny_m
     the run goes ahead on pool `a`."""
     import json
 
-    job = write_job(tmp_path / "job.yaml", tiny_model, moto, input__include=["call-0002.mp3"],
-                    engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1},
-                                   {"name": "b", "device": "cpu", "replicas": 1, "cpus": 1, "resources": {"vllm_cpu": 1}}])
+    job = write_job(
+        tmp_path / "job.yaml",
+        tiny_model,
+        moto,
+        input__include=["call-0002.mp3"],
+        engine__pools=[
+            {"name": "a", "device": "cpu", "replicas": 1, "cpus": 1},
+            {"name": "b", "device": "cpu", "replicas": 1, "cpus": 1, "resources": {"vllm_cpu": 1}},
+        ],
+    )
     rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 0, err[-3000:]
     assert set(read(tmp_path / "out", "segments").column("engine").to_pylist()) == {"a"}
@@ -270,8 +332,13 @@ def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
     bad = tmp_path / "not-a-model"
     bad.mkdir()
     (bad / "config.json").write_text("{}")
-    job = write_job(tmp_path / "job.yaml", bad, moto, input__include=["call-0002.mp3"],
-                    engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1}])
+    job = write_job(
+        tmp_path / "job.yaml",
+        bad,
+        moto,
+        input__include=["call-0002.mp3"],
+        engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1}],
+    )
     rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 3 and "run failed: engine worker a-0 failed to start" in err, err[-3000:]
     assert "granite-batch doctor" in err  # a start-up failure points to the check
@@ -293,8 +360,13 @@ def test_s3_faults_are_retried_and_the_output_matches_a_clean_run(clean_run, mot
         rc, _, err = finish(granite("run", "--config", str(faulty), "--output", "s3://faulted/out"))
     assert rc == 1 and "3 failed" in err, err[-3000:]  # the three bad files, nothing else
     assert proxy.injected["slowdown"] and proxy.injected["reset"] and proxy.injected["cut"], proxy.injected
-    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", access_key=moto.access_key,
-                           secret_key=moto.secret_key, region=moto.region)
+    fs = pafs.S3FileSystem(
+        endpoint_override=f"{host}:{port}",
+        scheme="http",
+        access_key=moto.access_key,
+        secret_key=moto.secret_key,
+        region=moto.region,
+    )
     seg = ds.dataset("faulted/out/segments", filesystem=fs, partitioning="hive").to_table().to_pylist()
     clean = read(tmp / "out", "segments").to_pylist()
     assert {tuple(r[k] for k in KEY): r["text"] for r in seg} == {tuple(r[k] for k in KEY): r["text"] for r in clean}

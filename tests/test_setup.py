@@ -84,8 +84,23 @@ def test_every_new_python_process_of_the_environment_gets_the_hook():
 
 def test_a_regular_wheel_installs_the_hook_too(tmp_path):
     """The images install with `pip install .` (a regular wheel), the README with `-e`."""
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                        str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = tmp_path.glob("granite_batch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -98,16 +113,25 @@ def test_vllm_child_processes_start_on_an_empty_cache(tiny_model, tmp_path):
     Here the cache is new, and the engine core runs in a process of its own too."""
     audio = ROOT / "examples" / "audio" / "2026-11-25" / "voicemail-0002.mp3"
     env = os.environ | {"VLLM_CACHE_ROOT": str(tmp_path / "vllm"), "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    r = subprocess.run([*CLI, "transcribe", str(audio), "--model", str(tiny_model)],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [*CLI, "transcribe", str(audio), "--model", str(tiny_model)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert [json.loads(line)["text"] for line in r.stdout.splitlines()], "no block transcribed"
     assert list((tmp_path / "vllm" / "modelinfos").glob("*GraniteSpeech*.json")), "the inspection was not run anew"
 
 
 def test_doctor_passes_here_and_checks_model_and_output(tiny_model, tmp_path):
-    r = subprocess.run([*CLI, "doctor", "--model", str(tiny_model), "--output", str(tmp_path / "out")],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*CLI, "doctor", "--model", str(tiny_model), "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for check in ("torch + vLLM", "torchaudio", "PyAV codecs", "Ray", "model", "output"):
         assert f"ok   {check}" in r.stdout, check
@@ -119,8 +143,13 @@ def test_doctor_fails_with_fixes_when_a_run_would_fail(tmp_path):
     (tmp_path / "not-a-model").mkdir()
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the output folder should be
-    r = subprocess.run([*CLI, "doctor", "--model", str(tmp_path / "not-a-model"), "--output", str(blocked / "out")],
-                       capture_output=True, text=True, timeout=300, env=os.environ | {"GRANITE_BATCH_CPU_TORCH": "off"})
+    r = subprocess.run(
+        [*CLI, "doctor", "--model", str(tmp_path / "not-a-model"), "--output", str(blocked / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"GRANITE_BATCH_CPU_TORCH": "off"},
+    )
     assert r.returncode == 1
     assert "FAIL model" in r.stdout and "FAIL output" in r.stdout
     if cpu_torch.mismatched():  # the hook switched off: the child import breaks as on a fresh machine

@@ -24,10 +24,26 @@ def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[dict], list[dic
     for i in range(n):
         rec = Recording(f"s3://in/calls/{run_id}-{i}.wav", 1000 + i, f"etag{i}")
         recs.append(recording_row(rec, run_id, status, segments=1, duration_s=2.0))
-        segs.append({"recording_id": rec.recording_id, "source_uri": rec.source_uri, "channel": 0, "channel_label": "mono",
-                     "segment_index": 0, "start_s": 0.5, "end_s": 1.5, "text": "hello", "language": "en", "keywords": [],
-                     "model": "m", "model_revision": "r", "run_id": run_id, "engine": "cpu", "finish_reason": "stop",
-                     "output_tokens": 3})
+        segs.append(
+            {
+                "recording_id": rec.recording_id,
+                "source_uri": rec.source_uri,
+                "channel": 0,
+                "channel_label": "mono",
+                "segment_index": 0,
+                "start_s": 0.5,
+                "end_s": 1.5,
+                "text": "hello",
+                "language": "en",
+                "keywords": [],
+                "model": "m",
+                "model_revision": "r",
+                "run_id": run_id,
+                "engine": "cpu",
+                "finish_reason": "stop",
+                "output_tokens": 3,
+            }
+        )
     return segs, recs
 
 
@@ -100,7 +116,9 @@ def test_killed_halfway_through_the_moves_is_finished_without_duplicates(store):
     final = [p for p in _files(store, "segments")][0]
     marker = f"{store.root}/_commits/r1-00000.json"
     with store.fs.open_output_stream(marker) as f:
-        f.write(json.dumps({"run_id": "r1", "moves": [{"staging": f"{store.root}/_staging/gone", "final": final}]}).encode())
+        f.write(
+            json.dumps({"run_id": "r1", "moves": [{"staging": f"{store.root}/_staging/gone", "final": final}]}).encode()
+        )
     assert store.prepare("r2") == (1, 0)
     assert _count(store, "segments") == 2
 

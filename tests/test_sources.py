@@ -153,7 +153,9 @@ def test_keyword_sidecars_local_and_s3(bucket, tmp_path):
     s3.put_object(Bucket="src", Key="kw/call.wav", Body=b"x")
     s3.put_object(Bucket="src", Key="kw/call.wav.keywords.txt", Body=b"Zorblax\nAcme # dup of the job list\n")
     s3.put_object(Bucket="src", Key="kw/other.wav", Body=b"x")
-    cfg = load_config(None, {"input.uri": "s3://src/kw/", "input.endpoint_url": bucket.endpoint_url, "prompt.keywords": ["ACME"]})
+    cfg = load_config(
+        None, {"input.uri": "s3://src/kw/", "input.endpoint_url": bucket.endpoint_url, "prompt.keywords": ["ACME"]}
+    )
     src, recs = _listing("s3://src/kw/", endpoint_url=bucket.endpoint_url)
     assert len(recs) == 2  # the sidecar is not a recording
     specs = {r.source_uri.rsplit("/", 1)[1]: prompt_for(r, src, cfg, list(cfg.prompt.keywords)) for r in recs}
@@ -175,7 +177,15 @@ def test_bodies_cut_mid_transfer_are_fetched_again(bucket):
         assert len(recs) == 1051
         assert all(src.sidecar(r, ".keywords.txt") is None for r in recs[:30])  # 404 answers
         _, (blob,) = _listing("s3://src/blob/", endpoint_url=proxy.endpoint_url, exclude=[], read_chunk_bytes=64 << 10)
-        data = open_source(InputConfig(uri="s3://src/blob/", endpoint_url=proxy.endpoint_url, exclude=[],
-                                       read_chunk_bytes=64 << 10), FiltersConfig()).open(blob).read()
+        data = (
+            open_source(
+                InputConfig(
+                    uri="s3://src/blob/", endpoint_url=proxy.endpoint_url, exclude=[], read_chunk_bytes=64 << 10
+                ),
+                FiltersConfig(),
+            )
+            .open(blob)
+            .read()
+        )
     assert data == bytes(range(256)) * 4000
     assert proxy.injected["cut"] >= 5, proxy.injected

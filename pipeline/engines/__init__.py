@@ -24,14 +24,20 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
         bucket = e.pad_bucket_s
         longest = math.ceil(cfg.blocks.max_s / bucket) * bucket if bucket else cfg.blocks.max_s
         return VllmEngine(
-            model_dir, dtype=e.dtype, max_audio_s=longest, max_num_seqs=e.max_num_seqs,
-            gpu_memory_utilization=e.gpu_memory_utilization, cpu_kvcache_gib=e.cpu_kvcache_gib,
+            model_dir,
+            dtype=e.dtype,
+            max_audio_s=longest,
+            max_num_seqs=e.max_num_seqs,
+            gpu_memory_utilization=e.gpu_memory_utilization,
+            cpu_kvcache_gib=e.cpu_kvcache_gib,
             enforce_eager=e.enforce_eager,
         )
     if kind == "transformers":
         from .hf import TransformersEngine
 
-        return TransformersEngine(model_dir, dtype="float32" if e.dtype == "auto" else e.dtype, batch_size=e.batch_blocks)
+        return TransformersEngine(
+            model_dir, dtype="float32" if e.dtype == "auto" else e.dtype, batch_size=e.batch_blocks
+        )
     raise ValueError(f"unknown engine {kind!r}")
 
 
@@ -67,7 +73,11 @@ def requests_for(
         forced = 0
         if cfg.engine.force_tokens_per_s:
             cap = forced = max(1, round(b.duration_s * cfg.engine.force_tokens_per_s))
-        reqs.append(EngineRequest(b.block_id, engine_audio(b.samples, cfg), rendered[spec], spec.variant, spec.keywords, cap, forced))
+        reqs.append(
+            EngineRequest(
+                b.block_id, engine_audio(b.samples, cfg), rendered[spec], spec.variant, spec.keywords, cap, forced
+            )
+        )
     return reqs
 
 

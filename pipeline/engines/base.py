@@ -32,7 +32,9 @@ class EngineResult:
     token_ids: tuple[int, ...]
     prompt_tokens: int
     output_tokens: int
-    finish_reason: FinishReason  # stop: end of sequence; length: hit max_tokens; guard: stopped, but a guard changed the text
+    finish_reason: (
+        FinishReason  # stop: end of sequence; length: hit max_tokens; guard: stopped, but a guard changed the text
+    )
     prompt_variant: str
     keywords: tuple[str, ...]
     batch_s: float  # wall time of the engine call this block was part of
@@ -40,7 +42,9 @@ class EngineResult:
 
 
 def in_length_groups(
-    requests: list[EngineRequest], run: Callable[[list[EngineRequest]], list[EngineResult]], batch_size: int | None = None
+    requests: list[EngineRequest],
+    run: Callable[[list[EngineRequest]], list[EngineResult]],
+    batch_size: int | None = None,
 ) -> list[EngineResult]:
     """Run `run` on batches of equal audio length (both engines pad a batch's audio to its longest
     member without masking), at most `batch_size` each; results in request order."""
@@ -64,10 +68,17 @@ def make_result(
     """Apply the text guards and package one result (both engines)."""
     text, collapsed = collapse_repetitions(text.strip(), duration_s=r.audio.size / SAMPLE_RATE)
     return EngineResult(
-        block_id=r.block_id, text=text, token_ids=tuple(ids), prompt_tokens=prompt_tokens, output_tokens=len(ids),
+        block_id=r.block_id,
+        text=text,
+        token_ids=tuple(ids),
+        prompt_tokens=prompt_tokens,
+        output_tokens=len(ids),
         # A loop that ran into the cap stays `length` (no end of sequence: the stronger flag).
         finish_reason="guard" if collapsed and finish == "stop" else finish,  # type: ignore[arg-type]
-        prompt_variant=r.prompt_variant, keywords=r.keywords, batch_s=batch_s, batch_size=n,
+        prompt_variant=r.prompt_variant,
+        keywords=r.keywords,
+        batch_s=batch_s,
+        batch_size=n,
     )
 
 

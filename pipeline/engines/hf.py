@@ -32,7 +32,9 @@ class TransformersEngine:
         self.model = GraniteSpeechForConditionalGeneration.from_pretrained(
             model_dir, dtype=getattr(torch, dtype), trust_remote_code=False
         ).eval()
-        self.eos_ids = set(np.atleast_1d(self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id).tolist())
+        self.eos_ids = set(
+            np.atleast_1d(self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id).tolist()
+        )
         self.batch_size = batch_size
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
@@ -41,13 +43,19 @@ class TransformersEngine:
     def _batch(self, reqs: list[EngineRequest]) -> list[EngineResult]:
         t0 = time.perf_counter()
         inputs = self.processor(
-            text=[r.prompt for r in reqs], audio=[r.audio for r in reqs], sampling_rate=SAMPLE_RATE,
-            return_tensors="pt", padding=True,
+            text=[r.prompt for r in reqs],
+            audio=[r.audio for r in reqs],
+            sampling_rate=SAMPLE_RATE,
+            return_tensors="pt",
+            padding=True,
         )
         with self._torch.inference_mode():
             out = self.model.generate(
-                **inputs, do_sample=False, num_beams=1,
-                max_new_tokens=max(r.max_tokens for r in reqs), min_new_tokens=max(r.min_tokens for r in reqs),
+                **inputs,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=max(r.max_tokens for r in reqs),
+                min_new_tokens=max(r.min_tokens for r in reqs),
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         elapsed = time.perf_counter() - t0
@@ -62,6 +70,15 @@ class TransformersEngine:
                     finish = "stop"
                     break
                 ids.append(t)
-            results.append(make_result(r, self.tokenizer.decode(ids, skip_special_tokens=True), ids, prompt_tokens, finish, elapsed, len(reqs)))
+            results.append(
+                make_result(
+                    r,
+                    self.tokenizer.decode(ids, skip_special_tokens=True),
+                    ids,
+                    prompt_tokens,
+                    finish,
+                    elapsed,
+                    len(reqs),
+                )
+            )
         return results
-

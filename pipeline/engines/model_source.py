@@ -118,7 +118,9 @@ def _sha256(path: Path) -> str:
 
 def write_manifest(folder: Path) -> dict[str, Any]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    return {"files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}}
+    return {
+        "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    }
 
 
 def push_mirror(folder: Path, uri: str, endpoint_url: str | None = None) -> int:
@@ -158,7 +160,9 @@ def fetch_mirror(uri: str, cache: Path, endpoint_url: str | None) -> Path:
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     s3 = s3_client(endpoint_url)
     try:
-        raw = retrying(lambda: s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read(), f"reading {MANIFEST}")
+        raw = retrying(
+            lambda: s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read(), f"reading {MANIFEST}"
+        )
         files: dict[str, Any] = json.loads(raw)["files"]
     except Exception as err:
         raise ModelSourceError(

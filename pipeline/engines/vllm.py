@@ -29,8 +29,14 @@ class VllmEngine:
     name = "vllm"
 
     def __init__(
-        self, model_dir: Path, dtype: str = "auto", max_audio_s: float = 4.0, max_num_seqs: int = 256,
-        gpu_memory_utilization: float = 0.85, cpu_kvcache_gib: float = 2.0, enforce_eager: bool | None = None,
+        self,
+        model_dir: Path,
+        dtype: str = "auto",
+        max_audio_s: float = 4.0,
+        max_num_seqs: int = 256,
+        gpu_memory_utilization: float = 0.85,
+        cpu_kvcache_gib: float = 2.0,
+        enforce_eager: bool | None = None,
     ) -> None:
         cpu_torch.install()  # already done at start-up where the .pth is installed
         # stdout is for results (transcribe prints JSON lines there); vLLM logs to stdout by default.
@@ -46,7 +52,11 @@ class VllmEngine:
         from vllm import LLM
 
         kwargs: dict[str, Any] = dict(
-            model=str(model_dir), dtype=dtype, trust_remote_code=False, seed=0, max_num_seqs=max_num_seqs,
+            model=str(model_dir),
+            dtype=dtype,
+            trust_remote_code=False,
+            seed=0,
+            max_num_seqs=max_num_seqs,
             enforce_eager=cpu if enforce_eager is None else enforce_eager,
             max_model_len=4096,
             # vLLM's start-up profiling otherwise assumes the longest audio the model could take
@@ -68,8 +78,11 @@ class VllmEngine:
         prompts = [{"prompt": r.prompt, "multi_modal_data": {"audio": (r.audio, SAMPLE_RATE)}} for r in requests]
         params = [
             SamplingParams(
-                temperature=0.0, max_tokens=r.max_tokens, min_tokens=r.min_tokens,
-                ignore_eos=r.min_tokens >= r.max_tokens, detokenize=False,
+                temperature=0.0,
+                max_tokens=r.max_tokens,
+                min_tokens=r.min_tokens,
+                ignore_eos=r.min_tokens >= r.max_tokens,
+                detokenize=False,
             )
             for r in requests
         ]

@@ -47,7 +47,9 @@ def release_name(job_file: Path) -> str:
     return f"granite-batch-{stem}"[:40].rstrip("-")
 
 
-def render(job_file: Path, release: str, namespace: str, values: Sequence[Path] = (), chart: Path = CHART) -> list[dict[str, Any]]:
+def render(
+    job_file: Path, release: str, namespace: str, values: Sequence[Path] = (), chart: Path = CHART
+) -> list[dict[str, Any]]:
     """The chart's manifests for this job file (validated by the config model first)."""
     load_config(job_file)  # a bad job file fails here, with the config model's message
     job = yaml.safe_load(job_file.read_text()) or {}
@@ -100,13 +102,16 @@ def apply(docs: list[dict[str, Any]], api: Any) -> list[str]:
         if d["kind"] == "RayJob" and d["metadata"].get("name"):
             try:
                 client.CustomObjectsApi(api).get_namespaced_custom_object(
-                    RAY_GROUP, RAY_VERSION, d["metadata"]["namespace"], "rayjobs", d["metadata"]["name"])
+                    RAY_GROUP, RAY_VERSION, d["metadata"]["namespace"], "rayjobs", d["metadata"]["name"]
+                )
             except ApiException as err:
                 if err.status != 404:
                     raise SubmitError(f"reading RayJob {d['metadata']['name']}: {err.status} {err.reason}") from None
             else:
-                raise SubmitError(f"RayJob {d['metadata']['name']} exists already (a run is not edited): "
-                                  "delete it, or submit with --name")
+                raise SubmitError(
+                    f"RayJob {d['metadata']['name']} exists already (a run is not edited): "
+                    "delete it, or submit with --name"
+                )
     done = []
     for d in docs:
         kind, name, ns = d["kind"], d["metadata"].get("name"), d["metadata"]["namespace"]
@@ -120,7 +125,9 @@ def apply(docs: list[dict[str, Any]], api: Any) -> list[str]:
                 except ApiException as err:
                     if err.status != 409 or kind == "RayJob":
                         raise
-                    custom.patch_namespaced_custom_object(*args, name, {"spec": d["spec"], "metadata": {"labels": d["metadata"].get("labels", {})}})
+                    custom.patch_namespaced_custom_object(
+                        *args, name, {"spec": d["spec"], "metadata": {"labels": d["metadata"].get("labels", {})}}
+                    )
             elif kind in CORE:
                 cls, suffix = CORE[kind]
                 core = getattr(client, cls)(api)
@@ -181,12 +188,16 @@ def status(name: str, namespace: str, api: Any) -> tuple[list[str], list[RunStat
             raise SubmitError(f"reading RayCronJob {name}: {err.status} {err.reason}") from None
     else:
         spec, st = obj.get("spec", {}), obj.get("status", {})
-        head.append(f"RayCronJob {name}: schedule {spec.get('schedule')!r} ({spec.get('timeZone', 'UTC')}), "
-                    f"suspended={bool(spec.get('suspend'))}, last run {st.get('lastScheduleTime', 'never')}")
+        head.append(
+            f"RayCronJob {name}: schedule {spec.get('schedule')!r} ({spec.get('timeZone', 'UTC')}), "
+            f"suspended={bool(spec.get('suspend'))}, last run {st.get('lastScheduleTime', 'never')}"
+        )
     try:
         cron = client.BatchV1Api(api).read_namespaced_cron_job(name, namespace)
         last = cron.status.last_schedule_time if cron.status else None
-        head.append(f"CronJob {name}: schedule {cron.spec.schedule!r}, suspended={bool(cron.spec.suspend)}, last run {last or 'never'}")
+        head.append(
+            f"CronJob {name}: schedule {cron.spec.schedule!r}, suspended={bool(cron.spec.suspend)}, last run {last or 'never'}"
+        )
     except ApiException as err:
         if err.status != 404:
             raise SubmitError(f"reading CronJob {name}: {err.status} {err.reason}") from None
@@ -197,14 +208,25 @@ def status(name: str, namespace: str, api: Any) -> tuple[list[str], list[RunStat
         raise SubmitError(f"listing RayJobs in {namespace}: {err.status} {err.reason}{hint}") from None
     # Ours: the one-off run itself, runs our launcher labelled, and runs a RayCronJob named after
     # itself (its jobTemplate carries no labels of ours).
-    items = [o for o in every if o["metadata"]["name"] == name or o["metadata"]["name"].startswith(f"{name}-")
-             or (o["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == name]
+    items = [
+        o
+        for o in every
+        if o["metadata"]["name"] == name
+        or o["metadata"]["name"].startswith(f"{name}-")
+        or (o["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == name
+    ]
     runs: dict[str, RunState] = {}
     for o in items:
         st = o.get("status", {})
         n = o["metadata"]["name"]
-        runs[n] = RunState(n, st.get("jobStatus", "PENDING") or "PENDING", st.get("jobDeploymentStatus", "") or "",
-                           st.get("startTime", "") or "", st.get("endTime", "") or "", st.get("message", "") or "")
+        runs[n] = RunState(
+            n,
+            st.get("jobStatus", "PENDING") or "PENDING",
+            st.get("jobDeploymentStatus", "") or "",
+            st.get("startTime", "") or "",
+            st.get("endTime", "") or "",
+            st.get("message", "") or "",
+        )
     ordered = sorted(runs.values(), key=lambda r: (r.start or "9999", r.name))
     if not head and not ordered:
         raise SubmitError(f"nothing named {name} in namespace {namespace} (no RayJob, RayCronJob or CronJob)")
@@ -215,12 +237,24 @@ def render_status(head: list[str], runs: list[RunState]) -> str:
     lines = list(head)
     if runs:
         lines.append(f"{'RAYJOB':40s} {'STATUS':10s} {'DEPLOYMENT':12s} {'START':22s} {'END':22s} MESSAGE")
-        lines += [f"{r.name:40s} {r.job_status:10s} {r.deployment_status:12s} {r.start:22s} {r.end:22s} {r.message[:80]}"
-                  for r in runs]
+        lines += [
+            f"{r.name:40s} {r.job_status:10s} {r.deployment_status:12s} {r.start:22s} {r.end:22s} {r.message[:80]}"
+            for r in runs
+        ]
     else:
         lines.append("no runs yet")
     return "\n".join(lines)
 
 
-__all__ = ["ConfigError", "SubmitError", "apply", "api_client", "release_name", "render", "render_status", "status",
-           "submit_manifest", "to_yaml"]
+__all__ = [
+    "ConfigError",
+    "SubmitError",
+    "apply",
+    "api_client",
+    "release_name",
+    "render",
+    "render_status",
+    "status",
+    "submit_manifest",
+    "to_yaml",
+]

@@ -34,8 +34,9 @@ STR, BOOL, INT = {"type": "string"}, {"type": "boolean"}, {"type": "integer", "m
 # Free-form Kubernetes structures (resources, selectors, tolerations, security contexts) are
 # checked by the API server and, in our tests, by kubernetes-validate on the rendered manifests.
 K8S_OBJ, K8S_LIST = {"type": "object"}, {"type": "array"}
-IMAGE = _obj({"repository": STR, "tag": STR, "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}},
-             ["repository", "tag"])
+IMAGE = _obj(
+    {"repository": STR, "tag": STR, "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["repository", "tag"]
+)
 PLACEMENT = {"resources": K8S_OBJ, "nodeSelector": K8S_OBJ, "tolerations": K8S_LIST}
 
 
@@ -51,10 +52,26 @@ def values_schema() -> dict[str, Any]:
     job.pop("title", None)
     job["description"] = "The granite-batch job (the schema of jobs/*.yaml; docs/configuration.md)."
     workers = {
-        "gpu": _obj({"enabled": BOOL, "minReplicas": INT, "maxReplicas": INT, "gpusPerWorker": {"type": "integer", "minimum": 1},
-                     **PLACEMENT}, ["enabled"]),
-        "cpu": _obj({"enabled": BOOL, "minReplicas": INT, "maxReplicas": INT, "engineCpus": {"type": "number", "exclusiveMinimum": 0},
-                     **PLACEMENT}, ["enabled"]),
+        "gpu": _obj(
+            {
+                "enabled": BOOL,
+                "minReplicas": INT,
+                "maxReplicas": INT,
+                "gpusPerWorker": {"type": "integer", "minimum": 1},
+                **PLACEMENT,
+            },
+            ["enabled"],
+        ),
+        "cpu": _obj(
+            {
+                "enabled": BOOL,
+                "minReplicas": INT,
+                "maxReplicas": INT,
+                "engineCpus": {"type": "number", "exclusiveMinimum": 0},
+                **PLACEMENT,
+            },
+            ["enabled"],
+        ),
     }
     props = {
         "job": job,
@@ -63,19 +80,34 @@ def values_schema() -> dict[str, Any]:
         "rayVersion": STR,
         "head": _obj({"rayCpus": INT, **PLACEMENT}),
         "workers": _obj(workers, ["gpu", "cpu"]),
-        "autoscaler": _obj({"idleTimeoutSeconds": INT, "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]}}),
-        "rayJob": _obj({"shutdownAfterJobFinishes": BOOL, "ttlSecondsAfterFinished": INT, "activeDeadlineSeconds": INT,
-                        "backoffLimit": INT}),
-        "s3": _obj({"existingSecret": STR, "accessKeyIdKey": STR, "secretAccessKeyKey": STR, "region": STR},
-                   doc="Credentials by reference only: the name of an existing Secret, or workload identity."),
-        "serviceAccount": _obj({"create": BOOL, "name": STR, "annotations": {"type": "object", "additionalProperties": STR}}),
-        "model": _obj({
-            "source": {"enum": ["hub", "s3", "pvc"]},
-            "hub": _obj({"id": STR, "revision": STR, "tokenSecret": _obj({"name": STR, "key": STR})}),
-            "s3": _obj({"uri": {"type": "string", "pattern": "^(s3://.+)?$"}}),
-            "pvc": _obj({"claimName": STR, "path": STR}),
-            "cacheSizeLimit": STR,
-        }, ["source"]),
+        "autoscaler": _obj(
+            {"idleTimeoutSeconds": INT, "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]}}
+        ),
+        "rayJob": _obj(
+            {
+                "shutdownAfterJobFinishes": BOOL,
+                "ttlSecondsAfterFinished": INT,
+                "activeDeadlineSeconds": INT,
+                "backoffLimit": INT,
+            }
+        ),
+        "s3": _obj(
+            {"existingSecret": STR, "accessKeyIdKey": STR, "secretAccessKeyKey": STR, "region": STR},
+            doc="Credentials by reference only: the name of an existing Secret, or workload identity.",
+        ),
+        "serviceAccount": _obj(
+            {"create": BOOL, "name": STR, "annotations": {"type": "object", "additionalProperties": STR}}
+        ),
+        "model": _obj(
+            {
+                "source": {"enum": ["hub", "s3", "pvc"]},
+                "hub": _obj({"id": STR, "revision": STR, "tokenSecret": _obj({"name": STR, "key": STR})}),
+                "s3": _obj({"uri": {"type": "string", "pattern": "^(s3://.+)?$"}}),
+                "pvc": _obj({"claimName": STR, "path": STR}),
+                "cacheSizeLimit": STR,
+            },
+            ["source"],
+        ),
         "shmSizeLimit": STR,
         "podSecurityContext": K8S_OBJ,
         "securityContext": K8S_OBJ,
@@ -94,7 +126,10 @@ def render() -> str:
 
 def render_pool_defaults() -> str:
     """`JobConfig().engine.pools` by name, without `replicas` (the chart's worker groups decide it)."""
-    pools = {p.name: p.model_dump(mode="json", exclude={"name", "replicas"}) for p in JobConfig.model_fields["engine"].default.pools}
+    pools = {
+        p.name: p.model_dump(mode="json", exclude={"name", "replicas"})
+        for p in JobConfig.model_fields["engine"].default.pools
+    }
     return json.dumps(pools, indent=2) + "\n"
 
 

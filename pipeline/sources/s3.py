@@ -76,8 +76,10 @@ class S3Source:
         """One listing page (<= 1000 keys) in memory at a time; a page cut mid-transfer is fetched again."""
         token: dict[str, str] = {}
         while True:
-            page = retrying(lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, **token),
-                            f"listing {self.inp.uri}")
+            page = retrying(
+                lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, **token),
+                f"listing {self.inp.uri}",
+            )
             yield page
             if not page.get("IsTruncated"):
                 return
@@ -93,7 +95,10 @@ class S3Source:
                     rel = obj["Key"][len(self.prefix) :].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
                     if in_scope(rel, obj["Size"], obj.get("LastModified"), self.inp, self.filters, self.stats):
                         yield Recording(
-                            f"s3://{self.bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'), obj.get("LastModified")
+                            f"s3://{self.bucket}/{obj['Key']}",
+                            obj["Size"],
+                            obj["ETag"].strip('"'),
+                            obj.get("LastModified"),
                         )
         except ClientError as err:
             raise SourceError(f"cannot list {self.inp.uri}: {err}") from None
@@ -101,8 +106,10 @@ class S3Source:
     def sidecar(self, recording: Recording, suffix: str) -> str | None:
         _, key = split_s3_uri(recording.source_uri)
         try:
-            body = retrying(lambda: self.client.get_object(Bucket=self.bucket, Key=key + suffix)["Body"].read(),
-                            f"reading {key + suffix}")
+            body = retrying(
+                lambda: self.client.get_object(Bucket=self.bucket, Key=key + suffix)["Body"].read(),
+                f"reading {key + suffix}",
+            )
         except ClientError as err:
             if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
@@ -111,7 +118,9 @@ class S3Source:
 
     def open(self, recording: Recording) -> BinaryIO:
         _, key = split_s3_uri(recording.source_uri)
-        return RangeReader(self.client, self.bucket, key, recording.size_bytes, recording.etag, self.inp.read_chunk_bytes)
+        return RangeReader(
+            self.client, self.bucket, key, recording.size_bytes, recording.etag, self.inp.read_chunk_bytes
+        )
 
 
 class RangeReader(io.RawIOBase):
@@ -156,7 +165,9 @@ class RangeReader(io.RawIOBase):
 
         def get() -> bytes:
             self.requests += 1
-            resp = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag)
+            resp = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={pos}-{end}", IfMatch=self._etag
+            )
             return resp["Body"].read()
 
         try:

@@ -22,8 +22,9 @@ class ListingStats:
     folder_markers: int = 0  # empty objects whose key ends in "/" (a console's "folder")
 
 
-def in_scope(rel_key: str, size: int, modified: datetime | None, inp: InputConfig, filters: FiltersConfig,
-             stats: ListingStats) -> bool:
+def in_scope(
+    rel_key: str, size: int, modified: datetime | None, inp: InputConfig, filters: FiltersConfig, stats: ListingStats
+) -> bool:
     """True when the object is a recording to process; otherwise counts why not. A key ending in
     "/" that holds bytes is a recording like any other (it gets a row); an empty one is a marker."""
     if not rel_key or (rel_key.endswith("/") and size == 0):

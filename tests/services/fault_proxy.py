@@ -122,8 +122,10 @@ class FaultProxy:
             if draw < self.slowdown:
                 self.injected["slowdown"] += 1
                 answer = b"" if method == b"HEAD" else SLOWDOWN  # as S3 answers HEAD: headers only
-                writer.write(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(SLOWDOWN), answer))
+                writer.write(
+                    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(SLOWDOWN), answer)
+                )
                 await writer.drain()
                 return
             if draw < self.slowdown + self.reset:
