@@ -88,22 +88,24 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     import ray
 
     from pipeline.job import run_job
-    from pipeline.ray_run import RayBackend, _recording_items, cut_batches
+    from pipeline.ray_run import RayBackend
+    from pipeline.model import cut_from_row
+    from pipeline.ray_run.cut import cut_batches, recording_items
     from pipeline.sources import open_source
 
     cfg = _cfg(model, prefix, out, endpoint, forced)
     backend = RayBackend(cfg)
     handle, batch = next(iter(backend.handles.values()))
     recs = list(open_source(cfg.input, cfg.filters).recordings())
-    rows = [
-        r
-        for t in cut_batches(pa.Table.from_pylist(_recording_items(recs)), cfg, [])
+    rows = [  # (block, prompt), as the dispatchers send them
+        cut_from_row(r)
+        for t in cut_batches(pa.Table.from_pylist(recording_items(recs)), cfg, [])
         for r in t.to_pylist()
-        if r["kind"] == "block"
+        if r["block"] is not None
     ]
-    audio_s = sum(r["end_s"] - r["start_s"] for r in rows)
+    audio_s = sum(b.duration_s for b, _ in rows)
     # Warm-up: one block of every padded length (vLLM's CPU kernels set up per shape), untimed.
-    by_len = {round((r["end_s"] - r["start_s"]) / cfg.engine.pad_bucket_s + 0.4999): r for r in rows}
+    by_len = {round(b.duration_s / cfg.engine.pad_bucket_s + 0.4999): (b, p) for b, p in rows}
     ray.get(handle.transcribe.remote(list(by_len.values())))
     # The ceiling: the engine fed as well as the broker ever could, `slots` batches always queued
     # (queued batches are merged into one engine pass, as in the pipeline).

@@ -33,12 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import peak_rss_mb  # noqa: E402
 from bench.moonshine_engine import MoonshineEngine  # noqa: E402
-from pipeline.assemble import Assembler, BlockResult  # noqa: E402
+from pipeline.assemble import Assembler  # noqa: E402
+from pipeline.model import BlockResult, Segment  # noqa: E402
 from pipeline.config import JobConfig  # noqa: E402
 from pipeline.decode import AudioDecoder  # noqa: E402
 from pipeline.engines.base import EngineRequest  # noqa: E402
 from pipeline.prepare import cut_recording, drain  # noqa: E402
-from pipeline.records import SAMPLE_RATE  # noqa: E402
+from pipeline.model import SAMPLE_RATE  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 from tests import corpus as C  # noqa: E402
 
@@ -130,7 +131,7 @@ def decoded(path: Path) -> np.ndarray:
         return np.concatenate([c[0] for c in dec.chunks()])
 
 
-def run_blocks(path: Path, cfg: JobConfig, engine: MoonshineEngine) -> list[dict]:
+def run_blocks(path: Path, cfg: JobConfig, engine: MoonshineEngine) -> list[Segment]:
     """Our audio-in, blocks and assembly with `engine`, as `granite-batch run` strings them."""
     job = cfg.model_copy(update={"input": cfg.input.model_copy(update={"uri": str(path.parent)})})
     src = open_source(job.input, job.filters)
@@ -157,20 +158,20 @@ def run_blocks(path: Path, cfg: JobConfig, engine: MoonshineEngine) -> list[dict
                 0,
             )
         )
-    assert settled is not None and settled.recording["status"] == "ok", settled
+    assert settled is not None and settled.recording.status == "ok", settled
     return settled.segments
 
 
-def onset_errors(truth: C.Call, segs: list[dict]) -> list[float]:
+def onset_errors(truth: C.Call, segs: list[Segment]) -> list[float]:
     """For each true utterance that starts a segment of its own, |segment start - utterance start|.
     An utterance merged into the block of the one before it (a pause under `merge_gap_s`) has no
     segment start to measure, and is skipped."""
     out = []
     prev_end = 0.0
     for _, start, end in truth.speech:
-        first = next((g for g in segs if g["end_s"] > start + 0.05 and g["start_s"] < end), None)
-        if first is not None and first["start_s"] >= prev_end - 0.05:
-            out.append(abs(first["start_s"] - start))
+        first = next((g for g in segs if g.end_s > start + 0.05 and g.start_s < end), None)
+        if first is not None and first.start_s >= prev_end - 0.05:
+            out.append(abs(first.start_s - start))
         prev_end = end
     return out
 
@@ -202,9 +203,9 @@ def score(calls: list[Call], cfg: JobConfig, engine: MoonshineEngine) -> Scores:
             )
         )
         segs = run_blocks(call.path, cfg, engine)
-        sc.blocks.append(normalize(" ".join(s["text"] for s in segs)))
+        sc.blocks.append(normalize(" ".join(s.text for s in segs)))
         sc.start_err += onset_errors(truth, segs)
-        cuts = [seg["end_s"] for a, seg in zip(segs[1:], segs) if abs(a["start_s"] - seg["end_s"]) < 1e-6]
+        cuts = [seg.end_s for a, seg in zip(segs[1:], segs) if abs(a.start_s - seg.end_s) < 1e-6]
         sc.split_blocks += sum(inside_utterance(truth, t) and voiced(audio, t) for t in cuts)
         pieces = fixed_pieces(audio, step)
         sc.fixed.append(normalize(" ".join(recognize(engine, p) for p in pieces)))
@@ -222,9 +223,7 @@ def blocks_wer(calls_by_variant: dict[str, list[Call]], cfg: JobConfig, engine: 
     for variant, calls in calls_by_variant.items():
         for call in calls:
             refs.setdefault(variant, []).append(normalize(" ".join(call.truth.texts)))
-            hyps.setdefault(variant, []).append(
-                normalize(" ".join(s["text"] for s in run_blocks(call.path, cfg, engine)))
-            )
+            hyps.setdefault(variant, []).append(normalize(" ".join(s.text for s in run_blocks(call.path, cfg, engine))))
     out = {v: jiwer.wer(refs[v], hyps[v]) for v in refs}
     out["all"] = jiwer.wer(sum(refs.values(), []), sum(hyps.values(), []))
     return out
@@ -241,7 +240,7 @@ def silence_words(cfg: JobConfig, engine: MoonshineEngine, tmp: Path) -> dict[st
         folder = tmp / name.replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
         path = C.encode(x, SAMPLE_RATE, "wav_s16", folder / "quiet.wav")
-        ours = sum(len(normalize(s["text"]).split()) for s in run_blocks(path, cfg, engine))
+        ours = sum(len(normalize(s.text).split()) for s in run_blocks(path, cfg, engine))
         fixed = sum(len(normalize(recognize(engine, p)).split()) for p in fixed_pieces(decoded(path), cfg.blocks.max_s))
         out[name] = (ours, fixed)
     return out

@@ -1,5 +1,5 @@
 """Engine results back into recordings: collect each recording's blocks, then settle it into one
-`recordings` row and its `segments` rows (schema.py).
+`recordings` row and its `segments` rows (model.py: RecordingStatus, Segment).
 
 Blocks arrive in any order, from any engine, possibly twice (a retried task): they are keyed by
 (channel, index). A recording is settled once its cut outcome and every block it emitted are in.
@@ -11,38 +11,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
 
 from .engines.guards import word_key
 from .language import detect_language
-from .prepare import Outcome
-from .records import Recording
-
-
-@dataclass(frozen=True)
-class BlockResult:
-    """One block after the engine: where it is, what was said, and who said it."""
-
-    recording_id: str
-    channel: int
-    channel_label: str
-    index: int
-    start_s: float
-    end_s: float
-    text: str
-    keywords: tuple[str, ...]
-    engine: str  # pool name
-    model_revision: str
-    finish_reason: str
-    output_tokens: int
-    error: str | None = None  # the engine call failed (after retries)
+from .model import BlockResult, CutOutcome, Outcome, RecordingStatus, Segment
 
 
 @dataclass(frozen=True)
 class Settled:
-    recording: dict[str, Any]  # a RECORDINGS row
-    segments: list[dict[str, Any]]  # SEGMENTS rows, sorted by (channel, segment_index)
+    recording: RecordingStatus
+    segments: list[Segment]  # sorted by (channel, segment_index)
 
 
 @dataclass
@@ -50,20 +28,6 @@ class _Pending:
     outcome: Outcome | None = None
     emitted: int = -1  # blocks the cut emitted (known with the outcome)
     blocks: dict[tuple[int, int], BlockResult] = field(default_factory=dict)
-
-
-def recording_row(rec: Recording, run_id: str, status: str, **values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "recording_id": rec.recording_id,
-        "source_uri": rec.source_uri,
-        "source_etag": rec.etag,
-        "size_bytes": rec.size_bytes,
-        "status": status,
-        "run_id": run_id,
-        "processed_at": datetime.now(timezone.utc),
-    }
-    row.update(values)
-    return row
 
 
 class Assembler:
@@ -80,6 +44,10 @@ class Assembler:
         """End of a window: anything still pending is accounted for by the caller."""
         self._pending.clear()
         self._settled.clear()
+
+    def add(self, item: CutOutcome | BlockResult) -> Settled | None:
+        """A cut's outcome or one block's result; the recording's settlement once all are in."""
+        return self.outcome(item.outcome, item.emitted) if isinstance(item, CutOutcome) else self.block(item)
 
     def outcome(self, outcome: Outcome, emitted: int) -> Settled | None:
         if outcome.recording.recording_id in self._settled:
@@ -103,50 +71,42 @@ class Assembler:
         return self._settle(p.outcome, sorted(p.blocks.values(), key=lambda b: (b.channel, b.index)))
 
     def _settle(self, o: Outcome, blocks: list[BlockResult]) -> Settled:
-        info = o.info
-        audio = {}
-        if info is not None:
-            audio = dict(
-                duration_s=info.duration_s,
-                sample_rate=info.sample_rate,
-                channels=info.channels,
-                format=info.format,
-                codec=info.codec,
-            )
         if o.status != "ok":
-            return Settled(recording_row(o.recording, self.run_id, "failed", error=o.error, segments=0, **audio), [])
+            return Settled(
+                RecordingStatus.of(o.recording, self.run_id, "failed", o.info, error=o.error, segments=0), []
+            )
         failed = [b for b in blocks if b.error is not None]
         if failed:
             reasons = Counter(b.error for b in failed).most_common(1)[0][0]
             error = f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}"
-            return Settled(recording_row(o.recording, self.run_id, "failed", error=error, segments=0, **audio), [])
+            return Settled(RecordingStatus.of(o.recording, self.run_id, "failed", o.info, error=error, segments=0), [])
         texts = _once_across_cuts(blocks)
         language = self.language_hint or detect_language(" ".join(texts))
-        segments = [self._segment(o.recording, b, t, language) for b, t in zip(blocks, texts)]
-        row = recording_row(
-            o.recording, self.run_id, "ok", speech_s=o.speech_s, segments=len(segments), language=language, **audio
+        segments = [
+            Segment(
+                b.recording_id,
+                o.recording.source_uri,
+                b.channel,
+                b.channel_label,
+                b.index,
+                b.start_s,
+                b.end_s,
+                text,
+                language,
+                b.keywords,
+                self.model,
+                b.model_revision,
+                self.run_id,
+                b.engine,
+                b.finish_reason,
+                b.output_tokens,
+            )
+            for b, text in zip(blocks, texts)
+        ]
+        status = RecordingStatus.of(
+            o.recording, self.run_id, "ok", o.info, speech_s=o.speech_s, segments=len(segments), language=language
         )
-        return Settled(row, segments)
-
-    def _segment(self, rec: Recording, b: BlockResult, text: str, language: str | None) -> dict[str, Any]:
-        return {
-            "recording_id": b.recording_id,
-            "source_uri": rec.source_uri,
-            "channel": b.channel,
-            "channel_label": b.channel_label,
-            "segment_index": b.index,
-            "start_s": b.start_s,
-            "end_s": b.end_s,
-            "text": text,
-            "language": language,
-            "keywords": list(b.keywords),
-            "model": self.model,
-            "model_revision": b.model_revision,
-            "run_id": self.run_id,
-            "engine": b.engine,
-            "finish_reason": b.finish_reason,
-            "output_tokens": b.output_tokens,
-        }
+        return Settled(status, segments)
 
 
 def _once_across_cuts(blocks: list[BlockResult]) -> list[str]:

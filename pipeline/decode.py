@@ -14,7 +14,7 @@ import av
 import numpy as np
 import soxr
 
-from .records import SAMPLE_RATE, AudioInfo
+from .model import SAMPLE_RATE, AudioInfo
 
 CHUNK_S = 2.0  # audio handed downstream at a time: big enough to amortise per-call overhead
 

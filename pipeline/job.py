@@ -16,18 +16,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
-from .assemble import Assembler, BlockResult, Settled, recording_row
+from .assemble import Assembler, Settled
 from .config import ConfigError, JobConfig
-from .prepare import Outcome
 from .progress import Progress
-from .records import Recording
+from .model import BlockResult, CutOutcome, Recording, RecordingStatus, Segment
 from .runinfo import manifest, new_run_id
 from .sink import OutputStore
 from .sources import open_source
 
-Item = tuple[Outcome, int] | BlockResult  # (cut outcome, blocks emitted) or one transcribed block
+Item = CutOutcome | BlockResult  # a recording's cut outcome (with its block count), or one transcribed block
 
 
 class Backend(Protocol):
@@ -57,8 +56,8 @@ class _Committer:
     def __init__(self, store: OutputStore, run_id: str, date: str, every_s: float, max_rows: int) -> None:
         self.store, self.run_id, self.date, self.every_s, self.max_rows = store, run_id, date, every_s, max_rows
         self.seq = 0
-        self.recordings: list[dict[str, Any]] = []
-        self.segments: list[dict[str, Any]] = []
+        self.recordings: list[RecordingStatus] = []
+        self.segments: list[Segment] = []
         self.since = time.monotonic()
 
     def add(self, settled: Settled) -> None:
@@ -147,7 +146,7 @@ class _Run:
         for rec in window:
             prev = self.history.get(rec.recording_id)
             if prev and (prev.status == "ok" or not self.cfg.run.retry_failed):
-                row = recording_row(rec, self.run_id, "skipped", previous_run_id=prev.run_id)
+                row = RecordingStatus.of(rec, self.run_id, "skipped", previous_run_id=prev.run_id)
                 self.progress.add(row, rec.size_bytes)
                 self.committer.add(Settled(row, []))
             else:
@@ -157,7 +156,7 @@ class _Run:
 
     def transcribe(self, backend: Backend, todo: list[Recording]) -> None:
         for item in backend.transcribe(todo):
-            settled = self.assembler.outcome(*item) if isinstance(item, tuple) else self.assembler.block(item)
+            settled = self.assembler.add(item)
             if settled is not None:
                 self._settle(settled)
             self.committer.tick()
@@ -166,13 +165,13 @@ class _Run:
         for rec in todo:
             if rec.recording_id in self.size_of:
                 error = "lost in the pipeline: no result after retries (see the Ray logs)"
-                self._settle(Settled(recording_row(rec, self.run_id, "failed", segments=0, error=error), []))
+                self._settle(Settled(RecordingStatus.of(rec, self.run_id, "failed", segments=0, error=error), []))
         self.assembler.drop_all()
         self.committer.tick()
 
     def _settle(self, s: Settled) -> None:
         self.committer.add(s)
-        self.progress.add(s.recording, self.size_of.pop(s.recording["recording_id"], 0))
+        self.progress.add(s.recording, self.size_of.pop(s.recording.recording_id, 0))
 
 
 class _Heartbeat:

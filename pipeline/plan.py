@@ -15,57 +15,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import JobConfig
-from .prepare import Outcome, cut_recording, drain
+from .prepare import cut_recording, drain
 from .progress import hours
-from .records import Block, Recording
-from .schema import PLAN_BLOCKS, PLAN_RECORDINGS
+from .model import PLAN_BLOCKS, PLAN_RECORDINGS, Outcome, PlanBlock, PlanRecording, Recording, to_table
 from .sources import ListingStats, cached_source, open_source
 
 
-def recording_row(o: Outcome) -> dict[str, Any]:
-    i = o.info
-    return {
-        "source_uri": o.recording.source_uri,
-        "recording_id": o.recording.recording_id,
-        "source_etag": o.recording.etag,
-        "size_bytes": o.recording.size_bytes,
-        "status": o.status,
-        "error": o.error,
-        "format": i.format if i else None,
-        "codec": i.codec if i else None,
-        "duration_s": i.duration_s if i else None,
-        "sample_rate": i.sample_rate if i else None,
-        "channels": i.channels if i else None,
-        "speech_s": o.speech_s if o.status == "ok" else None,
-        "blocks": o.blocks if o.status == "ok" else None,
-    }
-
-
-def block_row(b: Block, source_uri: str) -> dict[str, Any]:
-    return {
-        "recording_id": b.recording_id,
-        "source_uri": source_uri,
-        "channel": b.channel,
-        "channel_label": b.channel_label,
-        "block_index": b.index,
-        "start_s": b.start_s,
-        "end_s": b.end_s,
-    }
-
-
-def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) -> tuple[Outcome, list[dict[str, Any]]]:
+def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) -> tuple[Outcome, list[PlanBlock]]:
     """Cut one recording; its block rows (without samples), or none if it failed. `memory_gib`:
     the ceiling of a worker process (not of an in-process run, whose caller may hold much more)."""
-    rows: list[dict[str, Any]] = []
+    rows: list[PlanBlock] = []
     outcome = drain(
         cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg, memory_gib),
-        lambda b: rows.append(block_row(b, rec.source_uri)),
+        lambda b: rows.append(PlanBlock.of(b, rec.source_uri)),
     )
     return outcome, rows if outcome.status == "ok" else []
 
@@ -110,16 +77,16 @@ class _ParquetStream:
         self.path, self.schema, self.batch_rows = path, schema, batch_rows
         self._tmp = path.with_name(f".{path.name}.partial")
         self._writer = pq.ParquetWriter(self._tmp, schema)
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[PlanRecording | PlanBlock] = []
 
-    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+    def extend(self, rows: Iterable[PlanRecording | PlanBlock]) -> None:
         self._rows.extend(rows)
         if len(self._rows) >= self.batch_rows:
             self._flush()
 
     def _flush(self) -> None:
         if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, self.schema))
+            self._writer.write_table(to_table(self._rows, self.schema))
             self._rows = []
 
     def close(self) -> None:
@@ -145,7 +112,7 @@ def run_plan(
         summary.add(outcome)
         on_outcome(outcome)
         if sinks:
-            sinks[0].extend([recording_row(outcome)])
+            sinks[0].extend([PlanRecording.of(outcome)])
             sinks[1].extend(rows)
     if sinks:
         for s in sinks:
@@ -153,7 +120,7 @@ def run_plan(
     return summary
 
 
-Result = tuple[Outcome, list[dict[str, Any]]]
+Result = tuple[Outcome, list[PlanBlock]]
 
 
 def _map(cfg: JobConfig, recs: Iterator[Recording], workers: int) -> Iterator[Result]:

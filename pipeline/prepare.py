@@ -9,34 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 from .blocks import ChannelBlocker
 from .config import JobConfig
 from .decode import AudioDecoder, DecodeError
 from .limits import Budget, LimitExceeded
-from .records import AudioInfo, Block, ChannelStats, Recording
+from .model import Block, Outcome, Recording
 from .sources import Source, SourceError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    recording: Recording
-    status: Literal["ok", "failed"]
-    error: str | None = None
-    info: AudioInfo | None = None
-    channels: tuple[ChannelStats, ...] = ()
-
-    @property
-    def speech_s(self) -> float:
-        return sum(c.speech_s for c in self.channels)
-
-    @property
-    def blocks(self) -> int:
-        return sum(c.blocks for c in self.channels)
 
 
 def cut_recording(

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .model import RecordingStatus
 from .sources.scope import ListingStats
 
 
@@ -46,23 +47,22 @@ class Progress:
         self.listed += 1
         self.listed_bytes += size
 
-    def add(self, row: dict[str, Any], size: int) -> None:
-        status = row["status"]
-        if status == "skipped":
+    def add(self, row: RecordingStatus, size: int) -> None:
+        if row.status == "skipped":
             self.skipped += 1
             self.listed_bytes -= size  # no work: out of the ETA
             return
         self.settled_bytes += size
-        if status == "ok":
+        if row.status == "ok":
             self.ok += 1
-            self.audio_s += row.get("duration_s") or 0.0
-            self.speech_s += row.get("speech_s") or 0.0
-            self.segments += row.get("segments") or 0
+            self.audio_s += row.duration_s or 0.0
+            self.speech_s += row.speech_s or 0.0
+            self.segments += row.segments or 0
         else:
             self.failed += 1
-            self.failures[reason_of(row.get("error"))] += 1
+            self.failures[reason_of(row.error)] += 1
             if len(self.examples) < 20:
-                self.examples.append((row["source_uri"], row.get("error") or ""))
+                self.examples.append((row.source_uri, row.error or ""))
 
     @property
     def elapsed(self) -> float:

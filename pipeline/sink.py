@@ -32,7 +32,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .schema import RECORDINGS, SEGMENTS
+from .model import RECORDINGS, SEGMENTS, RecordingStatus, Segment, to_table
 
 T = TypeVar("T")
 
@@ -180,7 +180,7 @@ class OutputStore:
 
     # -- during a run -------------------------------------------------------------------------
     def commit(
-        self, run_id: str, seq: int, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]
+        self, run_id: str, seq: int, date: str, segments: list[Segment], recordings: list[RecordingStatus]
     ) -> None:
         name = f"{run_id}-{seq:05d}"
 
@@ -195,13 +195,13 @@ class OutputStore:
             raise OutputError(f"cannot commit to {self.uri}: {err}") from None
 
     def _stage(
-        self, name: str, date: str, segments: list[dict[str, Any]], recordings: list[dict[str, Any]]
+        self, name: str, date: str, segments: list[Segment], recordings: list[RecordingStatus]
     ) -> list[dict[str, str]]:
         moves = []
         for dataset, schema, rows in (("segments", SEGMENTS, segments), ("recordings", RECORDINGS, recordings)):
             if rows:
                 staging = self._p("_staging", f"{name}.{dataset}.parquet")
-                pq.write_table(pa.Table.from_pylist(rows, schema), staging, filesystem=self.fs, compression="zstd")
+                pq.write_table(to_table(rows, schema), staging, filesystem=self.fs, compression="zstd")
                 moves.append({"staging": staging, "final": self._p(dataset, f"date={date}", f"{name}.parquet")})
         return moves
 

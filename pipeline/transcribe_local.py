@@ -13,7 +13,7 @@ from .config import InputConfig, JobConfig
 from .engines import Engine, requests_for
 from .engines.prompts import prompt_for
 from .prepare import cut_recording, drain
-from .records import Block, Recording
+from .model import Block, Recording
 from .sources import SourceError
 from .sources.local import LocalSource
 

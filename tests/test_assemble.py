@@ -3,11 +3,10 @@ and progress figures (progress.py): the pure parts of `granite-batch run`."""
 
 from __future__ import annotations
 
-from pipeline.assemble import Assembler, BlockResult
+from pipeline.assemble import Assembler
 from pipeline.language import detect_language
-from pipeline.prepare import Outcome
 from pipeline.progress import Progress, reason_of
-from pipeline.records import AudioInfo, ChannelStats, Recording
+from pipeline.model import AudioInfo, BlockResult, ChannelStats, Outcome, Recording, RecordingStatus
 from pipeline.runinfo import REDACTED, new_run_id, redact
 
 REC = Recording("s3://calls/a.wav", 1234, "etag-1")
@@ -44,10 +43,10 @@ def test_a_recording_settles_when_its_outcome_and_every_block_are_in_whatever_th
     assert a.block(block(0, 1)) is None  # a retried task delivers a block twice: counted once
     s = a.block(block(0, 0))
     assert s is not None and a.in_flight == 0
-    assert [(x["channel"], x["segment_index"]) for x in s.segments] == [(0, 0), (0, 1), (1, 0)]
+    assert [(x.channel, x.segment_index) for x in s.segments] == [(0, 0), (0, 1), (1, 0)]
     r = s.recording
-    assert (r["status"], r["segments"], r["speech_s"], r["channels"], r["language"]) == ("ok", 3, 9.5, 2, "en")
-    assert s.segments[0]["keywords"] == ["Acme"] and s.segments[0]["run_id"] == "run1"
+    assert (r.status, r.segments, r.speech_s, r.channels, r.language) == ("ok", 3, 9.5, 2, "en")
+    assert s.segments[0].keywords == ("Acme",) and s.segments[0].run_id == "run1"
 
 
 def test_a_settled_recording_is_never_settled_again_in_its_window():
@@ -72,7 +71,7 @@ def test_a_word_heard_on_both_sides_of_a_cut_inside_speech_is_kept_once():
     a.block(at(0, 0.5, 4.5, "had then leisure to."))
     a.block(at(1, 4.5, 8.0, "To consider how much"))  # abuts: the cut went through "to"
     s = a.block(at(2, 9.0, 11.0, "much more"))  # after dropped silence: a real repeat stays
-    assert [x["text"] for x in s.segments] == ["had then leisure to.", "consider how much", "much more"]
+    assert [x.text for x in s.segments] == ["had then leisure to.", "consider how much", "much more"]
 
 
 def test_one_failed_block_fails_the_recording_with_no_segments():
@@ -81,7 +80,7 @@ def test_one_failed_block_fails_the_recording_with_no_segments():
     a.block(block(0, 0))
     s = a.block(block(0, 1, error="RayActorError: the actor died"))
     assert s is not None and s.segments == []
-    assert s.recording["status"] == "failed" and "engine failed on 1 of 2 blocks: RayActorError" in s.recording["error"]
+    assert s.recording.status == "failed" and "engine failed on 1 of 2 blocks: RayActorError" in s.recording.error
 
 
 def test_blocks_of_a_recording_that_failed_late_are_dropped():
@@ -90,13 +89,13 @@ def test_blocks_of_a_recording_that_failed_late_are_dropped():
     a.block(block(0, 0))
     assert a.outcome(Outcome(REC, "failed", "truncated: ..."), emitted=2) is None
     s = a.block(block(0, 1))
-    assert s is not None and s.segments == [] and s.recording["error"] == "truncated: ..."
+    assert s is not None and s.segments == [] and s.recording.error == "truncated: ..."
 
 
 def test_the_language_hint_wins_and_detection_refuses_to_guess():
     a = Assembler("run1", "granite", "de")
     a.outcome(Outcome(REC, "ok", None, INFO, STATS[:1]), emitted=1)
-    assert a.block(block(0, 0)).recording["language"] == "de"
+    assert a.block(block(0, 0)).recording.language == "de"
     assert detect_language("Bonjour, je voudrais parler à un conseiller s'il vous plaît") == "fr"
     assert detect_language("ok") is None and detect_language("") is None
 
@@ -117,9 +116,12 @@ def test_progress_counts_and_groups_failures():
     for size in (100, 100, 100):
         p.listed_one(size)
     p.listing_done = True
-    p.add({"status": "ok", "duration_s": 60.0, "speech_s": 30.0, "segments": 8, "source_uri": "a"}, 100)
-    p.add({"status": "failed", "error": "truncated: WAV header declares 9 bytes", "source_uri": "b"}, 100)
-    p.add({"status": "skipped", "source_uri": "c"}, 100)
+    info = AudioInfo("wav", "pcm_s16le", 16000, 1, 60.0)
+    p.add(RecordingStatus.of(Recording("a", 100, "e"), "r", "ok", info, speech_s=30.0, segments=8), 100)
+    p.add(
+        RecordingStatus.of(Recording("b", 100, "e"), "r", "failed", error="truncated: WAV header declares 9 bytes"), 100
+    )
+    p.add(RecordingStatus.of(Recording("c", 100, "e"), "r", "skipped"), 100)
     assert (p.ok, p.failed, p.skipped, p.segments) == (1, 1, 1, 8)
     assert p.failures == {"truncated": 1} and p.eta() == "0:00:00"
     assert "3/3 (1 ok, 1 failed, 1 skipped)" in p.line()

@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.config import load_config
 from pipeline.plan import run_plan
-from pipeline.schema import RECORDINGS, SEGMENTS
+from pipeline.model import RECORDINGS, SEGMENTS
 from tests.conftest import upload_tree
 
 BUCKET, PREFIX = "callcenter", "calls/2026-11-25"

@@ -5,44 +5,45 @@ is finished or cleaned up by the next run."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.assemble import recording_row
-from pipeline.records import Recording
+from pipeline.model import AudioInfo, Recording, RecordingStatus, Segment
 from pipeline.sink import OutputError, OutputStore
 from tests.conftest import upload_tree
 
 DATE = "2026-11-26"
 
 
-def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[dict], list[dict]]:
+def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[Segment], list[RecordingStatus]]:
     recs, segs = [], []
+    info = AudioInfo("wav", "pcm_s16le", 16000, 1, 2.0)
     for i in range(n):
         rec = Recording(f"s3://in/calls/{run_id}-{i}.wav", 1000 + i, f"etag{i}")
-        recs.append(recording_row(rec, run_id, status, segments=1, duration_s=2.0))
+        recs.append(RecordingStatus.of(rec, run_id, status, info, segments=1))
         segs.append(
-            {
-                "recording_id": rec.recording_id,
-                "source_uri": rec.source_uri,
-                "channel": 0,
-                "channel_label": "mono",
-                "segment_index": 0,
-                "start_s": 0.5,
-                "end_s": 1.5,
-                "text": "hello",
-                "language": "en",
-                "keywords": [],
-                "model": "m",
-                "model_revision": "r",
-                "run_id": run_id,
-                "engine": "cpu",
-                "finish_reason": "stop",
-                "output_tokens": 3,
-            }
+            Segment(
+                rec.recording_id,
+                rec.source_uri,
+                0,
+                "mono",
+                0,
+                0.5,
+                1.5,
+                "hello",
+                "en",
+                (),
+                "m",
+                "r",
+                run_id,
+                "cpu",
+                "stop",
+                3,
+            )
         )
     return segs, recs
 
@@ -136,9 +137,9 @@ def test_a_later_settlement_wins_in_history(store):
     store.prepare("r1")
     segs, recs = _rows("r1", 1, status="failed")
     store.commit("r1", 0, DATE, [], recs)
-    later = [dict(r, status="ok", run_id="r2", processed_at=datetime.now(timezone.utc)) for r in recs]
+    later = [replace(r, status="ok", run_id="r2", processed_at=datetime.now(timezone.utc)) for r in recs]
     store.commit("r2", 0, DATE, segs, later)
-    skipped = [dict(r, status="skipped", run_id="r3", processed_at=datetime.now(timezone.utc)) for r in recs]
+    skipped = [replace(r, status="skipped", run_id="r3", processed_at=datetime.now(timezone.utc)) for r in recs]
     store.commit("r3", 0, DATE, [], skipped)
     (done,) = store.history().values()
     assert (done.status, done.run_id) == ("ok", "r2")

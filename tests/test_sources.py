@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pipeline.config import FiltersConfig, InputConfig
-from pipeline.records import Recording
+from pipeline.model import Recording
 from pipeline.sources import SourceError, open_source
 from pipeline.sources.s3 import RangeReader
 

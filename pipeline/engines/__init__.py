@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import JobConfig
-from ..records import SAMPLE_RATE, Block
+from ..model import SAMPLE_RATE, Block
 from .base import Engine, EngineRequest, EngineResult
 from .guards import max_tokens
 from .prompts import PromptSpec, render

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ..records import SAMPLE_RATE
+from ..model import SAMPLE_RATE
 from .guards import collapse_repetitions
 
 FinishReason = Literal["stop", "length", "guard"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import SAMPLE_RATE
+from ..model import SAMPLE_RATE
 from .base import EngineRequest, EngineResult, in_length_groups, make_result
 from .. import cpu_torch
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, JobConfig
-from ..records import Recording
+from ..model import Recording
 from ..sources import Source
 
 AUDIO_PLACEHOLDER = "<|audio|>"

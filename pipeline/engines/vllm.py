@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..records import SAMPLE_RATE
+from ..model import SAMPLE_RATE
 from .base import EngineRequest, EngineResult, in_length_groups, make_result
 from .. import cpu_torch
 

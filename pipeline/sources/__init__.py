@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 from ..config import FiltersConfig, InputConfig
-from ..records import Recording
+from ..model import Recording
 from .scope import ListingStats, SourceError
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..config import FiltersConfig, InputConfig
-from ..records import Recording
+from ..model import Recording
 from .scope import ListingStats, SourceError, in_scope
 
 

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as TransportError
 
 from ..config import FiltersConfig, InputConfig
-from ..records import Recording
+from ..model import Recording
 from .scope import ListingStats, SourceError, in_scope
 
 

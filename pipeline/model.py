@@ -1,0 +1,580 @@
+"""The data model: every record that crosses a stage, process or storage boundary, as a frozen
+dataclass, with its one Arrow schema beside it.
+
+What crosses where (docs/architecture.md):
+
+    listing  --Recording-->  cut (a Ray task)  --CutItem: a Block, or the CutOutcome at the end-->
+    engines  --ResultItem: a BlockResult, or the CutOutcome passed through-->  the driver
+    assemble --RecordingStatus + Segments-->  sink (OUTPUT/recordings/, OUTPUT/segments/)
+    plan:      Recording -> cut -> PlanRecording + PlanBlocks -> Parquet
+
+Time is float seconds on the source timeline. Blocks carry 16 kHz samples, and their times are
+derived from integer sample offsets at that rate, so block time maps back to the source exactly.
+Output types are chosen so DuckDB, Polars, Spark and Athena read them without casts: plain
+strings, int32/int64, float64, no unsigned ints, no dictionaries. The output records' fields are
+their schemas' columns, in order (a test holds them equal), so adding a column is three edits: the
+record, its schema entry, and the code that fills it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+SAMPLE_RATE = 16_000  # what Granite's feature extractor expects
+
+
+def samples_to_s(n: int) -> float:
+    """The one place where 16 kHz sample offsets become seconds."""
+    return n / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One object in the input store, as listed (nothing fetched yet)."""
+
+    source_uri: str
+    size_bytes: int
+    etag: str
+    last_modified: datetime | None = None
+    version_id: str | None = None
+
+    @property
+    def recording_id(self) -> str:
+        # URI + etag: a changed object is a new recording; the same object keeps its id across runs.
+        return hashlib.sha256(f"{self.source_uri}\n{self.etag}".encode()).hexdigest()[:24]
+
+    def to_row(self) -> dict[str, Any]:
+        return _row(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Recording:
+        return cls(row["source_uri"], int(row["size_bytes"]), row["etag"], row["last_modified"], row["version_id"])
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What decoding found out about a recording (true values, not header claims)."""
+
+    format: str  # container as detected from content, e.g. "wav", "mp3", "ogg", "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Block:
+    """A piece of one channel, at most `blocks.max_s` long, that contains speech."""
+
+    recording_id: str
+    channel: int  # source channel index; 0 when channels are mixed
+    channel_label: str  # e.g. "agent"; see ChannelsConfig.label
+    index: int  # position within the channel, from 0
+    start_s: float
+    end_s: float
+    samples: np.ndarray = field(repr=False, compare=False)  # float32, 16 kHz, mono
+
+    @property
+    def block_id(self) -> str:
+        return f"{self.recording_id}-{self.channel}-{self.index}"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel outcome of blocking: what goes to the model and what does not."""
+
+    channel: int
+    label: str
+    speech_s: float  # audio seconds inside blocks (what the model will see)
+    blocks: int
+    dropped_spans: int  # stretches without speech, never sent to the model
+    dropped_s: float
+    hard_cuts: int  # cuts made inside speech because no pause was found in the search window
+
+
+# -- the cut's outcome ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What cutting one recording came to: ok (its blocks were emitted), or failed with a reason."""
+
+    recording: Recording
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    info: AudioInfo | None = None
+    channels: tuple[ChannelStats, ...] = ()
+
+    @property
+    def speech_s(self) -> float:
+        return sum(c.speech_s for c in self.channels)
+
+    @property
+    def blocks(self) -> int:
+        return sum(c.blocks for c in self.channels)
+
+
+@dataclass(frozen=True)
+class CutOutcome:
+    """The last item a cut task sends for a recording: its outcome and how many blocks it sent."""
+
+    outcome: Outcome
+    emitted: int
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """One block after the engine: where it is, what was said, and who said it."""
+
+    recording_id: str
+    channel: int
+    channel_label: str
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    keywords: tuple[str, ...]
+    engine: str  # pool name
+    model_revision: str
+    finish_reason: str
+    output_tokens: int
+    error: str | None = None  # the engine call failed (after retries)
+
+    @classmethod
+    def failed(cls, block: Block, engine: str, error: str) -> BlockResult:
+        """A block whose engine call failed: no text, and the reason."""
+        return cls(
+            block.recording_id,
+            block.channel,
+            block.channel_label,
+            block.index,
+            block.start_s,
+            block.end_s,
+            "",
+            (),
+            engine,
+            "",
+            "",
+            0,
+            error,
+        )
+
+
+# -- between the Ray stages (ray_run/): cut tasks -> engines -> the driver ------------------------
+RECORDING_TYPE = pa.struct(
+    [
+        ("source_uri", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.timestamp("us", tz="UTC")),
+        ("version_id", pa.string()),
+    ]
+)
+OUTCOME_TYPE = pa.struct(
+    [
+        ("recording", RECORDING_TYPE),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        (
+            "info",
+            pa.struct(
+                [
+                    ("format", pa.string()),
+                    ("codec", pa.string()),
+                    ("sample_rate", pa.int32()),
+                    ("channels", pa.int32()),
+                    ("duration_s", pa.float64()),
+                ]
+            ),
+        ),
+        (
+            "channels",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("channel", pa.int32()),
+                        ("label", pa.string()),
+                        ("speech_s", pa.float64()),
+                        ("blocks", pa.int32()),
+                        ("dropped_spans", pa.int32()),
+                        ("dropped_s", pa.float64()),
+                        ("hard_cuts", pa.int32()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+BLOCK_TYPE = pa.struct(
+    [
+        ("recording_id", pa.string()),
+        ("channel", pa.int32()),
+        ("channel_label", pa.string()),
+        ("index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("samples", pa.binary()),  # float32, 16 kHz
+    ]
+)
+PROMPT_TYPE = pa.struct([("task", pa.string()), ("language", pa.string()), ("keywords", pa.list_(pa.string()))])
+BLOCK_RESULT_TYPE = pa.struct(
+    [
+        (
+            f.name,
+            {"int": pa.int32(), "float": pa.float64(), "tuple[str, ...]": pa.list_(pa.string())}.get(
+                f.type, pa.string()
+            ),
+        )
+        for f in fields(BlockResult)
+    ]
+)
+# A cut task's rows: a block with its recording's prompt, or, last, the recording's outcome.
+CUT = pa.schema([("block", BLOCK_TYPE), ("prompt", PROMPT_TYPE), ("outcome", OUTCOME_TYPE), ("emitted", pa.int32())])
+# What the engines hand on: a block's result, or a recording's outcome passed through.
+RESULT = pa.schema([("result", BLOCK_RESULT_TYPE), ("outcome", OUTCOME_TYPE), ("emitted", pa.int32())])
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A recording's prompt settings as they travel with its blocks (engines/prompts.PromptSpec)."""
+
+    task: str
+    language: str
+    keywords: tuple[str, ...]
+
+
+def outcome_to_row(o: Outcome) -> dict[str, Any]:
+    return {
+        "recording": o.recording.to_row(),
+        "status": o.status,
+        "error": o.error,
+        "info": _row(o.info) if o.info else None,
+        "channels": [_row(c) for c in o.channels],
+    }
+
+
+def outcome_from_row(row: dict[str, Any]) -> Outcome:
+    info = row["info"]
+    return Outcome(
+        Recording.from_row(row["recording"]),
+        row["status"],
+        row["error"],
+        AudioInfo(**info) if info else None,
+        tuple(ChannelStats(**c) for c in row["channels"] or ()),
+    )
+
+
+def cut_row(item: tuple[Block, Prompt] | CutOutcome) -> dict[str, Any]:
+    if isinstance(item, CutOutcome):
+        return {"block": None, "prompt": None, "outcome": outcome_to_row(item.outcome), "emitted": item.emitted}
+    b, prompt = item
+    block = {f.name: getattr(b, f.name) for f in fields(b) if f.name != "samples"}
+    block["samples"] = np.ascontiguousarray(b.samples, np.float32).tobytes()
+    return {"block": block, "prompt": _row(prompt), "outcome": None, "emitted": None}
+
+
+def cut_from_row(row: dict[str, Any]) -> tuple[Block, Prompt] | CutOutcome:
+    if row["block"] is None:
+        return CutOutcome(outcome_from_row(row["outcome"]), int(row["emitted"]))
+    b, p = dict(row["block"]), row["prompt"]
+    samples = np.frombuffer(b.pop("samples"), np.float32)
+    return Block(**b, samples=samples), Prompt(p["task"], p["language"], tuple(p["keywords"] or ()))
+
+
+def result_row(item: BlockResult | CutOutcome) -> dict[str, Any]:
+    if isinstance(item, CutOutcome):
+        return {"result": None, "outcome": outcome_to_row(item.outcome), "emitted": item.emitted}
+    return {"result": _row(item), "outcome": None, "emitted": None}
+
+
+def result_from_row(row: dict[str, Any]) -> BlockResult | CutOutcome:
+    if row["result"] is None:
+        return CutOutcome(outcome_from_row(row["outcome"]), int(row["emitted"]))
+    r = dict(row["result"])
+    return BlockResult(**{**r, "keywords": tuple(r["keywords"] or ())})
+
+
+# -- output schemas and rows ---------------------------------------------------------------------
+def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+PLAN_RECORDINGS = pa.schema(
+    [
+        _f("source_uri", pa.string(), "Object URI (s3://bucket/key) or absolute local path."),
+        _f("recording_id", pa.string(), "sha256(source_uri + etag)[:24]; stable across runs."),
+        _f("source_etag", pa.string(), "ETag as listed (local files: size-mtime)."),
+        _f("size_bytes", pa.int64(), "Object size as listed."),
+        _f("status", pa.string(), "`ok` or `failed`."),
+        _f("error", pa.string(), "One-line reason when failed.", nullable=True),
+        _f("format", pa.string(), "Container detected from content.", nullable=True),
+        _f("codec", pa.string(), "Audio codec detected from content.", nullable=True),
+        _f("duration_s", pa.float64(), "True duration (decoded samples / sample rate).", nullable=True),
+        _f("sample_rate", pa.int32(), "Source sample rate in Hz.", nullable=True),
+        _f("channels", pa.int32(), "Source channel count.", nullable=True),
+        _f(
+            "speech_s",
+            pa.float64(),
+            "Seconds inside blocks, summed over channels (what the model sees).",
+            nullable=True,
+        ),
+        _f("blocks", pa.int32(), "Blocks over all channels.", nullable=True),
+    ]
+)
+
+PLAN_BLOCKS = pa.schema(
+    [
+        _f("recording_id", pa.string(), "See recordings."),
+        _f("source_uri", pa.string(), "See recordings."),
+        _f("channel", pa.int32(), "Source channel index (0 when channels are mixed)."),
+        _f(
+            "channel_label",
+            pa.string(),
+            "`channels.labels[i]` else `ch<i>`; `channels.mono_label` for mono sources; `mix` when mixed.",
+        ),
+        _f("block_index", pa.int32(), "Position of the block within its channel, from 0."),
+        _f("start_s", pa.float64(), "Start on the source timeline, seconds."),
+        _f("end_s", pa.float64(), "End on the source timeline, seconds (end - start <= blocks.max_s)."),
+    ]
+)
+
+# `granite-batch run`: OUTPUT/segments/date=YYYY-MM-DD/*.parquet and OUTPUT/recordings/date=.../*.parquet.
+# `date` (the run's UTC date) is a hive partition: in the path, not in the files.
+SEGMENTS = pa.schema(
+    [
+        _f("recording_id", pa.string(), "See recordings."),
+        _f("source_uri", pa.string(), "See recordings."),
+        _f("channel", pa.int32(), "Source channel index (0 when channels are mixed)."),
+        _f("channel_label", pa.string(), "As in plan's blocks: `agent`, `ch1`, `mono`, `mix`..."),
+        _f("segment_index", pa.int32(), "Position within its channel, from 0 (one segment per block with speech)."),
+        _f("start_s", pa.float64(), "Start on the source timeline, seconds."),
+        _f("end_s", pa.float64(), "End on the source timeline, seconds."),
+        _f("text", pa.string(), "Transcript (or translation) of the segment; may be empty."),
+        _f(
+            "language",
+            pa.string(),
+            "prompt.language if set, else detected per recording from its transcript.",
+            nullable=True,
+        ),
+        _f("keywords", pa.list_(pa.string()), "Keywords the prompt carried (job + sidecar)."),
+        _f("model", pa.string(), "model.id as configured."),
+        _f("model_revision", pa.string(), "Hub commit, mirror manifest sha256, or local:<hash of the model files>."),
+        _f("run_id", pa.string(), "The run that wrote the row (see runs/<run_id>.json)."),
+        _f("engine", pa.string(), "Engine pool that transcribed it (e.g. `gpu`, `cpu`)."),
+        _f("finish_reason", pa.string(), "stop; length (hit the output cap); guard (a repetition loop was cut)."),
+        _f("output_tokens", pa.int32(), "Tokens the model produced."),
+    ]
+)
+
+RECORDINGS = pa.schema(
+    [
+        _f(
+            "recording_id",
+            pa.string(),
+            "sha256(source_uri + etag)[:24]; stable across runs, new when the object changes.",
+        ),
+        _f("source_uri", pa.string(), "Object URI (s3://bucket/key) or absolute local path."),
+        _f("source_etag", pa.string(), "ETag as listed (local files: size-mtime)."),
+        _f("size_bytes", pa.int64(), "Object size as listed."),
+        _f("duration_s", pa.float64(), "True duration (decoded samples / sample rate).", nullable=True),
+        _f("sample_rate", pa.int32(), "Source sample rate in Hz.", nullable=True),
+        _f("channels", pa.int32(), "Source channel count.", nullable=True),
+        _f("speech_s", pa.float64(), "Seconds sent to the model, summed over channels.", nullable=True),
+        _f("segments", pa.int32(), "Segment rows written for it by this run.", nullable=True),
+        _f("status", pa.string(), "`ok`, `failed` (see error) or `skipped` (done by an earlier run)."),
+        _f("error", pa.string(), "One-line reason when failed.", nullable=True),
+        _f("format", pa.string(), "Container detected from content.", nullable=True),
+        _f("codec", pa.string(), "Audio codec detected from content.", nullable=True),
+        _f("language", pa.string(), "As in segments.", nullable=True),
+        _f("previous_run_id", pa.string(), "When skipped: the run that processed it.", nullable=True),
+        _f("run_id", pa.string(), "This run."),
+        _f("processed_at", pa.timestamp("us", tz="UTC"), "When this run settled the recording."),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One row of OUTPUT/segments: one block with speech, on the source timeline."""
+
+    recording_id: str
+    source_uri: str
+    channel: int
+    channel_label: str
+    segment_index: int
+    start_s: float
+    end_s: float
+    text: str
+    language: str | None
+    keywords: tuple[str, ...]
+    model: str
+    model_revision: str
+    run_id: str
+    engine: str
+    finish_reason: str
+    output_tokens: int
+
+    def to_row(self) -> dict[str, Any]:
+        return _row(self)
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """One row of OUTPUT/recordings: what one run did with one recording (ok, failed, skipped)."""
+
+    recording_id: str
+    source_uri: str
+    source_etag: str
+    size_bytes: int
+    duration_s: float | None
+    sample_rate: int | None
+    channels: int | None
+    speech_s: float | None
+    segments: int | None
+    status: Literal["ok", "failed", "skipped"]
+    error: str | None
+    format: str | None
+    codec: str | None
+    language: str | None
+    previous_run_id: str | None
+    run_id: str
+    processed_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        rec: Recording,
+        run_id: str,
+        status: Literal["ok", "failed", "skipped"],
+        info: AudioInfo | None = None,
+        *,
+        speech_s: float | None = None,
+        segments: int | None = None,
+        error: str | None = None,
+        language: str | None = None,
+        previous_run_id: str | None = None,
+    ) -> RecordingStatus:
+        return cls(
+            rec.recording_id,
+            rec.source_uri,
+            rec.etag,
+            rec.size_bytes,
+            info.duration_s if info else None,
+            info.sample_rate if info else None,
+            info.channels if info else None,
+            speech_s,
+            segments,
+            status,
+            error,
+            info.format if info else None,
+            info.codec if info else None,
+            language,
+            previous_run_id,
+            run_id,
+            datetime.now(timezone.utc),
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        return _row(self)
+
+
+@dataclass(frozen=True)
+class PlanRecording:
+    """One row of plan's recordings.parquet."""
+
+    source_uri: str
+    recording_id: str
+    source_etag: str
+    size_bytes: int
+    status: Literal["ok", "failed"]
+    error: str | None
+    format: str | None
+    codec: str | None
+    duration_s: float | None
+    sample_rate: int | None
+    channels: int | None
+    speech_s: float | None
+    blocks: int | None
+
+    @classmethod
+    def of(cls, o: Outcome) -> PlanRecording:
+        i, ok = o.info, o.status == "ok"
+        return cls(
+            o.recording.source_uri,
+            o.recording.recording_id,
+            o.recording.etag,
+            o.recording.size_bytes,
+            o.status,
+            o.error,
+            i.format if i else None,
+            i.codec if i else None,
+            i.duration_s if i else None,
+            i.sample_rate if i else None,
+            i.channels if i else None,
+            o.speech_s if ok else None,
+            o.blocks if ok else None,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        return _row(self)
+
+
+@dataclass(frozen=True)
+class PlanBlock:
+    """One row of plan's blocks.parquet: a block's place, without its samples."""
+
+    recording_id: str
+    source_uri: str
+    channel: int
+    channel_label: str
+    block_index: int
+    start_s: float
+    end_s: float
+
+    @classmethod
+    def of(cls, b: Block, source_uri: str) -> PlanBlock:
+        return cls(b.recording_id, source_uri, b.channel, b.channel_label, b.index, b.start_s, b.end_s)
+
+    def to_row(self) -> dict[str, Any]:
+        return _row(self)
+
+
+def _row(record: Any) -> dict[str, Any]:
+    """A record as an Arrow row: its fields by name, tuples as lists."""
+    return {f.name: list(v) if isinstance(v := getattr(record, f.name), tuple) else v for f in fields(record)}
+
+
+def to_table(records: list[Any], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist([r.to_row() for r in records], schema)
+
+
+# Each output record and the schema its rows are written with.
+OUTPUTS: dict[type, pa.Schema] = {
+    Segment: SEGMENTS,
+    RecordingStatus: RECORDINGS,
+    PlanRecording: PLAN_RECORDINGS,
+    PlanBlock: PLAN_BLOCKS,
+}
+SCHEMAS: dict[str, pa.Schema] = {
+    "plan/recordings.parquet": PLAN_RECORDINGS,
+    "plan/blocks.parquet": PLAN_BLOCKS,
+    "run/segments": SEGMENTS,
+    "run/recordings": RECORDINGS,
+}
+
+
+def markdown_table(schema: pa.Schema) -> str:
+    """The schema as the Markdown table docs/output.md shows (a test keeps them equal)."""
+    rows = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
+    for f in schema:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        rows.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
+    return "\n".join(rows)

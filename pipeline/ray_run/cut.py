@@ -1,0 +1,48 @@
+"""Stage 1: cut tasks (CPU). Each recording becomes `model.CUT` rows: its blocks, each with its
+recording's prompt, and last its `CutOutcome` (how many blocks were sent, and ok or why not)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from ..config import JobConfig
+from ..engines.prompts import prompt_for
+from ..model import CUT, CutOutcome, Outcome, Prompt, Recording, cut_row
+from ..prepare import cut_recording
+from ..sources import SourceError, cached_source
+
+ROWS_PER_CUT_BATCH = 32  # blocks per table a cut task yields (~8 MB of audio): streams long files
+
+
+def recording_items(recs: list[Recording]) -> list[dict[str, Any]]:
+    return [r.to_row() for r in recs]
+
+
+def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterator[pa.Table]:
+    source = cached_source(cfg.input, cfg.filters)
+    for item in batch.to_pylist():
+        rec = Recording.from_row(item)
+        rows: list[dict[str, Any]] = []
+        emitted = 0
+        try:
+            spec = prompt_for(rec, source, cfg, job_words)
+            prompt = Prompt(spec.task, spec.language, spec.keywords)
+            gen = cut_recording(rec, source, cfg, cfg.run.decode_memory_gib)
+            while True:
+                try:
+                    b = next(gen)
+                except StopIteration as stop:
+                    outcome: Outcome = stop.value
+                    break
+                emitted += 1
+                rows.append(cut_row((b, prompt)))
+                if len(rows) >= ROWS_PER_CUT_BATCH:
+                    yield pa.Table.from_pylist(rows, CUT)
+                    rows = []
+        except SourceError as err:  # the keywords sidecar could not be read
+            outcome = Outcome(rec, "failed", str(err))
+        rows.append(cut_row(CutOutcome(outcome, emitted)))
+        yield pa.Table.from_pylist(rows, CUT)

@@ -1,0 +1,120 @@
+"""Stage 2: one engine (one model copy) as a Ray actor. Calls that wait here are merged into one
+engine pass; each gives its broker slot back when its results are ready."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from ..config import JobConfig, PoolConfig
+from ..model import Block, BlockResult, Prompt
+from .broker import Slot
+
+
+class EngineWorker:
+    """One engine (one model copy) as a Ray actor."""
+
+    def __init__(self, cfg: JobConfig, pool: PoolConfig, broker: Any) -> None:
+        from ..engines import make_engine
+        from ..engines.model_source import resolve_model_revision
+
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # start failures still raise, and reach the driver
+        if pool.device == "cpu":
+            # vLLM's CPU build binds its threads to every core of the node by default; Ray gave
+            # this worker `pool.cpus` of them.
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            import torch
+
+            torch.set_num_threads(max(1, int(pool.cpus)))
+        self.cfg, self.pool, self.broker = cfg, pool.name, broker
+        self.slots, self.gather_s = pool.slots, pool.gather_s
+        self.busy_s, self.calls = 0.0, 0
+        folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
+        self.engine = make_engine(cfg.engine.kind, folder, cfg)
+        self._waiting: list[tuple[list[tuple[Block, Prompt]], Future[list[BlockResult]]]] = []
+        self._wake = threading.Condition()
+        # One thread runs the engine (vLLM's LLM is not thread-safe); calls only queue work.
+        threading.Thread(target=self._serve, daemon=True, name="engine").start()
+
+    def ready(self) -> str:
+        return self.revision
+
+    def transcribe(self, rows: list[tuple[Block, Prompt]], slot: Slot | None = None) -> list[BlockResult]:
+        """Results for `rows` (blocks with their prompts), in order; gives `slot` back to the broker when done. The engine, not the
+        dispatcher, releases it: a dispatcher waiting for its next slot must not hold finished
+        ones (that deadlocks), and the slots of an engine that died for good are gone with it.
+
+        Calls waiting here (up to `pool.slots`: the actor is threaded) are merged into one engine
+        pass: partial batches from several dispatchers become one larger batch, as vLLM prefers."""
+        done: Future[list[BlockResult]] = Future()
+        with self._wake:
+            self._waiting.append((rows, done))
+            self._wake.notify()
+        try:
+            return done.result()
+        finally:
+            if slot is not None:
+                self.broker.release.remote(slot)
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._waiting:
+                    self._wake.wait()
+                # A thin queue (the run is filling up): give other calls `gather_s` to join this pass.
+                deadline = time.monotonic() + self.gather_s
+                while len(self._waiting) < self.slots and time.monotonic() < deadline:
+                    self._wake.wait(deadline - time.monotonic())
+                work, self._waiting = self._waiting, []
+            t0 = time.perf_counter()
+            try:
+                results = self._transcribe([r for rows, _ in work for r in rows])
+            except Exception as err:
+                if len(work) == 1:
+                    work[0][1].set_exception(err)
+                    continue
+                # One caller's bad input must not fail the others merged with it: each alone.
+                for rows, done in work:
+                    try:
+                        done.set_result(self._transcribe(rows))
+                    except Exception as one:
+                        done.set_exception(one)
+                continue
+            finally:
+                self.busy_s += time.perf_counter() - t0
+                self.calls += 1
+            i = 0
+            for rows, done in work:
+                done.set_result(results[i : i + len(rows)])
+                i += len(rows)
+
+    def stats(self) -> dict[str, float]:
+        """Seconds spent transcribing and engine passes made (how busy the pipeline kept this engine)."""
+        return {"busy_s": self.busy_s, "calls": self.calls}
+
+    def _transcribe(self, rows: list[tuple[Block, Prompt]]) -> list[BlockResult]:
+        from ..engines import PromptSpec, requests_for
+
+        specs = {b.recording_id: PromptSpec(p.task, p.language, p.keywords) for b, p in rows}
+        blocks = [b for b, _ in rows]
+        requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg)
+        return [
+            BlockResult(
+                b.recording_id,
+                b.channel,
+                b.channel_label,
+                b.index,
+                b.start_s,
+                b.end_s,
+                res.text,
+                res.keywords,
+                self.pool,
+                self.revision,
+                res.finish_reason,
+                res.output_tokens,
+            )
+            for b, res in zip(blocks, self.engine.transcribe(requests))
+        ]
