@@ -1,6 +1,6 @@
 """`granite-batch run`, the driver's side: decide what to do, settle what comes back, commit it.
 
-No Ray here: `Backend` (ray_run.py) turns a window of recordings into a stream of cut outcomes
+No Ray here: `Backend` (ray_run/) turns a window of recordings into a stream of cut outcomes
 and block results; this module lists, skips what earlier runs did, assembles, commits every
 `output.commit_every_s`, shows progress and writes the run manifest. Every listed recording gets
 exactly one `recordings` row per run: ok, failed (with the reason) or skipped.
