@@ -142,22 +142,7 @@ def run_blocks(path: Path, cfg: JobConfig, engine: MoonshineEngine) -> list[Segm
     settled = asm.outcome(outcome, len(blocks))
     requests = [EngineRequest(f"{b.channel}/{b.index}", b.samples, "", "transcribe", (), 0) for b in blocks]
     for b, res in zip(blocks, engine.transcribe(requests)):
-        settled = asm.block(
-            BlockResult(
-                b.recording_id,
-                b.channel,
-                b.channel_label,
-                b.index,
-                b.start_s,
-                b.end_s,
-                res.text,
-                (),
-                "moonshine",
-                "",
-                res.finish_reason,
-                0,
-            )
-        )
+        settled = asm.block(BlockResult.of(b, res.text, (), "moonshine", "", res.finish_reason, 0))
     assert settled is not None and settled.recording.status == "ok", settled
     return settled.segments
 

@@ -83,24 +83,7 @@ class Assembler:
         texts = _once_across_cuts(blocks)
         language = self.language_hint or detect_language(" ".join(texts))
         segments = [
-            Segment(
-                b.recording_id,
-                o.recording.source_uri,
-                b.channel,
-                b.channel_label,
-                b.index,
-                b.start_s,
-                b.end_s,
-                text,
-                language,
-                b.keywords,
-                self.model,
-                b.model_revision,
-                self.run_id,
-                b.engine,
-                b.finish_reason,
-                b.output_tokens,
-            )
+            Segment.of(b, o.recording.source_uri, text, language, self.model, self.run_id)
             for b, text in zip(blocks, texts)
         ]
         status = RecordingStatus.of(

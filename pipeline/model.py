@@ -34,8 +34,19 @@ def samples_to_s(n: int) -> float:
     return n / SAMPLE_RATE
 
 
+class _Row:
+    """Records written as Arrow rows: their fields by name, tuples as lists."""
+
+    def to_row(self) -> dict[str, Any]:
+        return _row(self)
+
+
+def _row(record: Any) -> dict[str, Any]:
+    return {f.name: list(v) if isinstance(v := getattr(record, f.name), tuple) else v for f in fields(record)}
+
+
 @dataclass(frozen=True)
-class Recording:
+class Recording(_Row):
     """One object in the input store, as listed (nothing fetched yet)."""
 
     source_uri: str
@@ -48,9 +59,6 @@ class Recording:
     def recording_id(self) -> str:
         # URI + etag: a changed object is a new recording; the same object keeps its id across runs.
         return hashlib.sha256(f"{self.source_uri}\n{self.etag}".encode()).hexdigest()[:24]
-
-    def to_row(self) -> dict[str, Any]:
-        return _row(self)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Recording:
@@ -149,23 +157,38 @@ class BlockResult:
     error: str | None = None  # the engine call failed (after retries)
 
     @classmethod
-    def failed(cls, block: Block, engine: str, error: str) -> BlockResult:
-        """A block whose engine call failed: no text, and the reason."""
+    def of(
+        cls,
+        block: Block,
+        text: str,
+        keywords: tuple[str, ...],
+        engine: str,
+        model_revision: str,
+        finish_reason: str,
+        output_tokens: int,
+        error: str | None = None,
+    ) -> BlockResult:
+        b = block
         return cls(
-            block.recording_id,
-            block.channel,
-            block.channel_label,
-            block.index,
-            block.start_s,
-            block.end_s,
-            "",
-            (),
+            b.recording_id,
+            b.channel,
+            b.channel_label,
+            b.index,
+            b.start_s,
+            b.end_s,
+            text,
+            tuple(keywords),
             engine,
-            "",
-            "",
-            0,
+            model_revision,
+            finish_reason,
+            output_tokens,
             error,
         )
+
+    @classmethod
+    def failed(cls, block: Block, engine: str, error: str) -> BlockResult:
+        """A block whose engine call failed: no text, and the reason."""
+        return cls.of(block, "", (), engine, "", "", 0, error)
 
 
 # -- between the Ray stages (ray_run/): cut tasks -> engines -> the driver ------------------------
@@ -402,7 +425,7 @@ RECORDINGS = pa.schema(
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(_Row):
     """One row of OUTPUT/segments: one block with speech, on the source timeline."""
 
     recording_id: str
@@ -422,12 +445,31 @@ class Segment:
     finish_reason: str
     output_tokens: int
 
-    def to_row(self) -> dict[str, Any]:
-        return _row(self)
+    @classmethod
+    def of(cls, b: BlockResult, source_uri: str, text: str, language: str | None, model: str, run_id: str) -> Segment:
+        """A transcribed block as a segment (`text`: the block's text after the cut-edge clean-up)."""
+        return cls(
+            b.recording_id,
+            source_uri,
+            b.channel,
+            b.channel_label,
+            b.index,
+            b.start_s,
+            b.end_s,
+            text,
+            language,
+            b.keywords,
+            model,
+            b.model_revision,
+            run_id,
+            b.engine,
+            b.finish_reason,
+            b.output_tokens,
+        )
 
 
 @dataclass(frozen=True)
-class RecordingStatus:
+class RecordingStatus(_Row):
     """One row of OUTPUT/recordings: what one run did with one recording (ok, failed, skipped)."""
 
     recording_id: str
@@ -482,12 +524,9 @@ class RecordingStatus:
             datetime.now(timezone.utc),
         )
 
-    def to_row(self) -> dict[str, Any]:
-        return _row(self)
-
 
 @dataclass(frozen=True)
-class PlanRecording:
+class PlanRecording(_Row):
     """One row of plan's recordings.parquet."""
 
     source_uri: str
@@ -523,12 +562,9 @@ class PlanRecording:
             o.blocks if ok else None,
         )
 
-    def to_row(self) -> dict[str, Any]:
-        return _row(self)
-
 
 @dataclass(frozen=True)
-class PlanBlock:
+class PlanBlock(_Row):
     """One row of plan's blocks.parquet: a block's place, without its samples."""
 
     recording_id: str
@@ -542,14 +578,6 @@ class PlanBlock:
     @classmethod
     def of(cls, b: Block, source_uri: str) -> PlanBlock:
         return cls(b.recording_id, source_uri, b.channel, b.channel_label, b.index, b.start_s, b.end_s)
-
-    def to_row(self) -> dict[str, Any]:
-        return _row(self)
-
-
-def _row(record: Any) -> dict[str, Any]:
-    """A record as an Arrow row: its fields by name, tuples as lists."""
-    return {f.name: list(v) if isinstance(v := getattr(record, f.name), tuple) else v for f in fields(record)}
 
 
 def to_table(records: list[Any], schema: pa.Schema) -> pa.Table:

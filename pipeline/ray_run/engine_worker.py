@@ -102,19 +102,6 @@ class EngineWorker:
         blocks = [b for b, _ in rows]
         requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg)
         return [
-            BlockResult(
-                b.recording_id,
-                b.channel,
-                b.channel_label,
-                b.index,
-                b.start_s,
-                b.end_s,
-                res.text,
-                res.keywords,
-                self.pool,
-                self.revision,
-                res.finish_reason,
-                res.output_tokens,
-            )
-            for b, res in zip(blocks, self.engine.transcribe(requests))
+            BlockResult.of(b, r.text, r.keywords, self.pool, self.revision, r.finish_reason, r.output_tokens)
+            for b, r in zip(blocks, self.engine.transcribe(requests))
         ]
