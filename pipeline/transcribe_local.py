@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import InputConfig, JobConfig
-from .engines import Engine, requests_for
+from .engines import Engine, EngineResult, requests_for
 from .engines.prompts import prompt_for
 from .prepare import cut_recording, drain
 from .model import Block, Recording
@@ -48,12 +48,13 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
                 batch = blocks[i : i + cfg.engine.batch_blocks]
                 results = engine.transcribe(requests_for(batch, {rec.recording_id: spec}, engine.tokenizer, cfg))
                 for b, r in zip(batch, results):
-                    out.write(json.dumps(_line(rec, b, r.__dict__, engine.name), ensure_ascii=False) + "\n")
+                    out.write(json.dumps(_line(rec, b, r, engine.name), ensure_ascii=False) + "\n")
             out.flush()
     return failures
 
 
-def _line(rec: Recording, b: Block, r: dict[str, Any], engine: str) -> dict[str, Any]:
+def _line(rec: Recording, b: Block, r: EngineResult, engine: str) -> dict[str, Any]:
+    """One JSON line: where the block is, and what the engine made of it."""
     return {
         "source_uri": rec.source_uri,
         "recording_id": rec.recording_id,
@@ -62,13 +63,13 @@ def _line(rec: Recording, b: Block, r: dict[str, Any], engine: str) -> dict[str,
         "block_index": b.index,
         "start_s": b.start_s,
         "end_s": b.end_s,
-        "text": r["text"],
-        "finish_reason": r["finish_reason"],
-        "prompt_tokens": r["prompt_tokens"],
-        "output_tokens": r["output_tokens"],
-        "prompt_variant": r["prompt_variant"],
-        "keywords": list(r["keywords"]),
+        "text": r.text,
+        "finish_reason": r.finish_reason,
+        "prompt_tokens": r.prompt_tokens,
+        "output_tokens": r.output_tokens,
+        "prompt_variant": r.prompt_variant,
+        "keywords": list(r.keywords),
         "engine": engine,
-        "batch_s": round(r["batch_s"], 4),
-        "batch_size": r["batch_size"],
+        "batch_s": round(r.batch_s, 4),
+        "batch_size": r.batch_size,
     }
