@@ -83,7 +83,14 @@ def test_every_new_python_process_of_the_environment_gets_the_hook():
 
 
 def test_a_regular_wheel_installs_the_hook_too(tmp_path):
-    """The images install with `pip install .` (a regular wheel), the README with `-e`."""
+    """The images install with `pip install .` (a regular wheel), the README with `-e`. Built from
+    a copy of what the images copy, so the checkout gets no build/ folder."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "pipeline", src / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "setup.py", cpu_torch.PTH_NAME, "README.md"):
+        shutil.copy(ROOT / name, src / name)
     r = subprocess.run(
         [
             sys.executable,
@@ -95,7 +102,7 @@ def test_a_regular_wheel_installs_the_hook_too(tmp_path):
             "-q",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(src),
         ],
         capture_output=True,
         text=True,
