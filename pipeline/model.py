@@ -3,8 +3,8 @@ dataclass, with its one Arrow schema beside it.
 
 What crosses where (docs/architecture.md):
 
-    listing  --Recording-->  cut (a Ray task)  --CutItem: a Block, or the CutOutcome at the end-->
-    engines  --ResultItem: a BlockResult, or the CutOutcome passed through-->  the driver
+    listing  --Recording-->  cut (a Ray task)  --CUT rows: a Block with its Prompt, or last the CutOutcome-->
+    engines  --RESULT rows: a BlockResult, or the CutOutcome passed through-->  the driver
     assemble --RecordingStatus + Segments-->  sink (OUTPUT/recordings/, OUTPUT/segments/)
     plan:      Recording -> cut -> PlanRecording + PlanBlocks -> Parquet
 
@@ -250,13 +250,19 @@ BLOCK_TYPE = pa.struct(
 PROMPT_TYPE = pa.struct([("task", pa.string()), ("language", pa.string()), ("keywords", pa.list_(pa.string()))])
 BLOCK_RESULT_TYPE = pa.struct(
     [
-        (
-            f.name,
-            {"int": pa.int32(), "float": pa.float64(), "tuple[str, ...]": pa.list_(pa.string())}.get(
-                f.type, pa.string()
-            ),
-        )
-        for f in fields(BlockResult)
+        ("recording_id", pa.string()),
+        ("channel", pa.int32()),
+        ("channel_label", pa.string()),
+        ("index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("text", pa.string()),
+        ("keywords", pa.list_(pa.string())),
+        ("engine", pa.string()),
+        ("model_revision", pa.string()),
+        ("finish_reason", pa.string()),
+        ("output_tokens", pa.int32()),
+        ("error", pa.string()),
     ]
 )
 # A cut task's rows: a block with its recording's prompt, or, last, the recording's outcome.

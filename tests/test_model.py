@@ -24,6 +24,12 @@ def test_every_output_column_has_a_field_that_fills_it(record):
     assert [f.name for f in fields(record)] == m.OUTPUTS[record].names
 
 
+def test_the_transport_types_follow_the_records():
+    assert [f.name for f in fields(m.BlockResult)] == [f.name for f in m.BLOCK_RESULT_TYPE]
+    assert [f.name for f in fields(m.Block)] == [f.name for f in m.BLOCK_TYPE]
+    assert [f.name for f in fields(m.Prompt)] == [f.name for f in m.PROMPT_TYPE]
+
+
 def _through_arrow(rows: list[dict], schema: pa.Schema) -> list[dict]:
     return pa.Table.from_pylist(rows, schema).to_pylist()
 
