@@ -236,26 +236,20 @@ OUTCOME_TYPE = pa.struct(
         ),
     ]
 )
-BLOCK_TYPE = pa.struct(
-    [
-        ("recording_id", pa.string()),
-        ("channel", pa.int32()),
-        ("channel_label", pa.string()),
-        ("index", pa.int32()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("samples", pa.binary()),  # float32, 16 kHz
-    ]
-)
+# Where a block is: the fields Block and BlockResult share, in their order.
+_PLACE = [
+    ("recording_id", pa.string()),
+    ("channel", pa.int32()),
+    ("channel_label", pa.string()),
+    ("index", pa.int32()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+]
+BLOCK_TYPE = pa.struct([*_PLACE, ("samples", pa.binary())])  # samples: float32, 16 kHz
 PROMPT_TYPE = pa.struct([("task", pa.string()), ("language", pa.string()), ("keywords", pa.list_(pa.string()))])
 BLOCK_RESULT_TYPE = pa.struct(
     [
-        ("recording_id", pa.string()),
-        ("channel", pa.int32()),
-        ("channel_label", pa.string()),
-        ("index", pa.int32()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
+        *_PLACE,
         ("text", pa.string()),
         ("keywords", pa.list_(pa.string())),
         ("engine", pa.string()),

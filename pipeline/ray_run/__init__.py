@@ -16,6 +16,6 @@ batch and gives it back when the engine answers. A faster engine frees its slots
 gets more batches: the split follows measured speed, not a ratio. backend.py starts it all.
 """
 
-from .backend import RayBackend, init_ray
+from .backend import RayBackend
 
-__all__ = ["RayBackend", "init_ray"]
+__all__ = ["RayBackend"]
