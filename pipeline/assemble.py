@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .engines.guards import word_key
 from .language import detect_language
-from .model import BlockResult, CutOutcome, Outcome, RecordingStatus, Segment
+from .model import BlockResult, CutOutcome, Outcome, RecordingStatus, Segment, Word
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ class Assembler:
             error = f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}"
             return Settled(RecordingStatus.of(o.recording, self.run_id, "failed", o.info, error=error, segments=0), [])
         texts = _once_across_cuts(blocks)
-        language = self.language_hint or detect_language(" ".join(texts))
+        language = self.language_hint or detect_language(" ".join(t for t, _ in texts))
         segments = [
-            Segment.of(b, o.recording.source_uri, text, language, self.model, self.run_id)
-            for b, text in zip(blocks, texts)
+            Segment.of(b, o.recording.source_uri, text, words, language, self.model, self.run_id)
+            for b, (text, words) in zip(blocks, texts)
         ]
         status = RecordingStatus.of(
             o.recording, self.run_id, "ok", o.info, speech_s=o.speech_s, segments=len(segments), language=language
@@ -92,18 +92,19 @@ class Assembler:
         return Settled(status, segments)
 
 
-def _once_across_cuts(blocks: list[BlockResult]) -> list[str]:
+def _once_across_cuts(blocks: list[BlockResult]) -> list[tuple[str, tuple[Word, ...]]]:
     """Block texts, with a word heard on both sides of a cut inside speech kept once (in the
     earlier block): where two blocks of a channel abut, the model often hears the word the cut
     went through twice ("...had then leisure to. | To consider..."). Blocks separated by dropped
     silence are left alone; a word the speaker really said twice, right at a cut, is kept once
-    (rarer than the double hearing: bench/quality.py measures the net effect)."""
-    texts = [b.text for b in blocks]
+    (rarer than the double hearing: bench/quality.py measures the net effect). A dropped word
+    takes its entry in `words` with it."""
+    texts = [(b.text, b.words) for b in blocks]
     for i in range(1, len(blocks)):
         prev, b = blocks[i - 1], blocks[i]
         if prev.channel != b.channel or abs(prev.end_s - b.start_s) > 1e-6:
             continue
-        before, after = texts[i - 1].split(), texts[i].split()
+        before, after = texts[i - 1][0].split(), texts[i][0].split()
         if before and after and word_key(before[-1]) == word_key(after[0]):
-            texts[i] = " ".join(after[1:])
+            texts[i] = (" ".join(after[1:]), texts[i][1][1:])
     return texts

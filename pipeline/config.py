@@ -296,6 +296,37 @@ class RunConfig(Section):
     )
 
 
+class DecodingConfig(Section):
+    """Granite's CTC head (docs/engines.md, "The CTC stage"): word times and IBM's self-speculative
+    decoding. Defaults are the values of IBM's leaderboard run."""
+
+    speculative: Literal["off", "ctc"] = Field(
+        "ctc",
+        description="ctc: take the CTC text when the head is sure, else verify it in one LLM pass, else "
+        "generate; off: always generate.",
+    )
+    ctc_threshold: float = Field(
+        0.7, description="Take the CTC text as is when its largest per-frame entropy (nats) is at most this."
+    )
+    confidence_threshold: float = Field(
+        0.2, ge=0, le=1, description="Accept a verified draft when every token's LLM probability is at least this."
+    )
+    word_times: bool = Field(True, description="Word start/end times from the CTC head (segments' `words`).")
+    ctc_batch_blocks: int = Field(
+        32, ge=1, description="Blocks through the CTC stage's encoder at once (bounds its memory per batch)."
+    )
+    ctc_gpu_memory_gib: float = Field(
+        4.0,
+        gt=0,
+        description="GPU pools: memory the CTC stage may use beside vLLM; it must fit in the share vLLM "
+        "leaves (1 - engine.gpu_memory_utilization).",
+    )
+
+    @property
+    def needs_ctc(self) -> bool:
+        return self.word_times or self.speculative != "off"
+
+
 class JobConfig(BaseSettings):
     """A whole job. `jobs/*.yaml` files hold exactly this structure."""
 
@@ -315,6 +346,7 @@ class JobConfig(BaseSettings):
     model: ModelConfig = ModelConfig()
     prompt: PromptConfig = PromptConfig()
     engine: EngineConfig = EngineConfig()
+    decoding: DecodingConfig = DecodingConfig()
     run: RunConfig = RunConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 

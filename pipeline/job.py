@@ -171,7 +171,7 @@ class _Run:
 
     def _settle(self, s: Settled) -> None:
         self.committer.add(s)
-        self.progress.add(s.recording, self.size_of.pop(s.recording.recording_id, 0))
+        self.progress.add(s.recording, self.size_of.pop(s.recording.recording_id, 0), s.segments)
 
 
 class _Heartbeat:

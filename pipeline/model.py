@@ -42,7 +42,13 @@ class _Row:
 
 
 def _row(record: Any) -> dict[str, Any]:
-    return {f.name: list(v) if isinstance(v := getattr(record, f.name), tuple) else v for f in fields(record)}
+    return {f.name: _value(getattr(record, f.name)) for f in fields(record)}
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_row(x) if isinstance(x, _Row) else x for x in v]
+    return v
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,27 @@ class CutOutcome:
 
 
 @dataclass(frozen=True)
+class Word(_Row):
+    """One word of a segment with its time from Granite's CTC head (align.py). Times are null where
+    the head cannot spell the word (e.g. Japanese) or the text could not be aligned."""
+
+    word: str
+    start_s: float | None
+    end_s: float | None
+    score: float | None  # mean CTC probability of its characters' frames
+
+    def on_source(self, start_s: float, end_s: float) -> Word:
+        """From block time to the source timeline of a block [start_s, end_s] (float sums may
+        overshoot its end by an ulp)."""
+        if self.start_s is None or self.end_s is None:
+            return self
+        return Word(self.word, min(start_s + self.start_s, end_s), min(start_s + self.end_s, end_s), self.score)
+
+
+Decoder = Literal["ctc", "verified", "llm"]  # which path produced a block's text (speculative.py)
+
+
+@dataclass(frozen=True)
 class BlockResult:
     """One block after the engine: where it is, what was said, and who said it."""
 
@@ -154,6 +181,8 @@ class BlockResult:
     model_revision: str
     finish_reason: str
     output_tokens: int
+    words: tuple[Word, ...]  # on the source timeline
+    decoded_by: str  # Decoder; "" when the engine call failed
     error: str | None = None  # the engine call failed (after retries)
 
     @classmethod
@@ -166,8 +195,11 @@ class BlockResult:
         model_revision: str,
         finish_reason: str,
         output_tokens: int,
+        words: tuple[Word, ...] = (),
+        decoded_by: str = "",
         error: str | None = None,
     ) -> BlockResult:
+        """`words`: times from the start of the block, as the aligner gives them."""
         b = block
         return cls(
             b.recording_id,
@@ -182,13 +214,15 @@ class BlockResult:
             model_revision,
             finish_reason,
             output_tokens,
+            tuple(w.on_source(b.start_s, b.end_s) for w in words),
+            decoded_by,
             error,
         )
 
     @classmethod
     def failed(cls, block: Block, engine: str, error: str) -> BlockResult:
         """A block whose engine call failed: no text, and the reason."""
-        return cls.of(block, "", (), engine, "", "", 0, error)
+        return cls.of(block, "", (), engine, "", "", 0, error=error)
 
 
 # -- between the Ray stages (ray_run/): cut tasks -> engines -> the driver ------------------------
@@ -245,7 +279,10 @@ _PLACE = [
     ("start_s", pa.float64()),
     ("end_s", pa.float64()),
 ]
-BLOCK_TYPE = pa.struct([*_PLACE, ("samples", pa.binary())])  # samples: float32, 16 kHz
+BLOCK_TYPE = pa.struct([*_PLACE, ("samples", pa.binary())])
+WORDS_TYPE = pa.list_(
+    pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("score", pa.float32())])
+)  # samples: float32, 16 kHz
 PROMPT_TYPE = pa.struct([("task", pa.string()), ("language", pa.string()), ("keywords", pa.list_(pa.string()))])
 BLOCK_RESULT_TYPE = pa.struct(
     [
@@ -256,6 +293,8 @@ BLOCK_RESULT_TYPE = pa.struct(
         ("model_revision", pa.string()),
         ("finish_reason", pa.string()),
         ("output_tokens", pa.int32()),
+        ("words", WORDS_TYPE),
+        ("decoded_by", pa.string()),
         ("error", pa.string()),
     ]
 )
@@ -322,7 +361,8 @@ def result_from_row(row: dict[str, Any]) -> BlockResult | CutOutcome:
     if row["result"] is None:
         return CutOutcome(outcome_from_row(row["outcome"]), int(row["emitted"]))
     r = dict(row["result"])
-    return BlockResult(**{**r, "keywords": tuple(r["keywords"] or ())})
+    words = tuple(Word(**w) for w in r["words"] or ())
+    return BlockResult(**{**r, "keywords": tuple(r["keywords"] or ()), "words": words})
 
 
 # -- output schemas and rows ---------------------------------------------------------------------
@@ -382,6 +422,13 @@ SEGMENTS = pa.schema(
         _f("end_s", pa.float64(), "End on the source timeline, seconds."),
         _f("text", pa.string(), "Transcript (or translation) of the segment; may be empty."),
         _f(
+            "words",
+            WORDS_TYPE,
+            "One entry per word of `text`: start_s/end_s on the source timeline from Granite's CTC head "
+            "(null where the head cannot spell the word, or with decoding.word_times off), score: "
+            "mean CTC probability of its characters.",
+        ),
+        _f(
             "language",
             pa.string(),
             "prompt.language if set, else detected per recording from its transcript.",
@@ -393,7 +440,12 @@ SEGMENTS = pa.schema(
         _f("run_id", pa.string(), "The run that wrote the row (see runs/<run_id>.json)."),
         _f("engine", pa.string(), "Engine pool that transcribed it (e.g. `gpu`, `cpu`)."),
         _f("finish_reason", pa.string(), "stop; length (hit the output cap); guard (a repetition loop was cut)."),
-        _f("output_tokens", pa.int32(), "Tokens the model produced."),
+        _f("output_tokens", pa.int32(), "Tokens the model produced (0 when the CTC text was taken as is)."),
+        _f(
+            "decoded_by",
+            pa.string(),
+            "ctc (CTC text taken as is), verified (CTC text confirmed by one LLM pass) or llm (generated).",
+        ),
     ]
 )
 
@@ -436,6 +488,7 @@ class Segment(_Row):
     start_s: float
     end_s: float
     text: str
+    words: tuple[Word, ...]
     language: str | None
     keywords: tuple[str, ...]
     model: str
@@ -444,10 +497,20 @@ class Segment(_Row):
     engine: str
     finish_reason: str
     output_tokens: int
+    decoded_by: str
 
     @classmethod
-    def of(cls, b: BlockResult, source_uri: str, text: str, language: str | None, model: str, run_id: str) -> Segment:
-        """A transcribed block as a segment (`text`: the block's text after the cut-edge clean-up)."""
+    def of(
+        cls,
+        b: BlockResult,
+        source_uri: str,
+        text: str,
+        words: tuple[Word, ...],
+        language: str | None,
+        model: str,
+        run_id: str,
+    ) -> Segment:
+        """A transcribed block as a segment (`text`, `words`: after the cut-edge clean-up)."""
         return cls(
             b.recording_id,
             source_uri,
@@ -457,6 +520,7 @@ class Segment(_Row):
             b.start_s,
             b.end_s,
             text,
+            words,
             language,
             b.keywords,
             model,
@@ -465,6 +529,7 @@ class Segment(_Row):
             b.engine,
             b.finish_reason,
             b.output_tokens,
+            b.decoded_by,
         )
 
 

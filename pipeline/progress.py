@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .model import RecordingStatus
+from .model import RecordingStatus, Segment
 from .sources.scope import ListingStats
 
 
@@ -39,6 +39,7 @@ class Progress:
     audio_s: float = 0.0  # decoded duration of ok recordings
     speech_s: float = 0.0
     segments: int = 0
+    decoded_by: Counter[str] = field(default_factory=Counter)  # segments by the path that produced them
     failures: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)  # (uri, error), the first few
     not_listed: ListingStats = field(default_factory=ListingStats)  # objects out of scope, counted
@@ -47,7 +48,7 @@ class Progress:
         self.listed += 1
         self.listed_bytes += size
 
-    def add(self, row: RecordingStatus, size: int) -> None:
+    def add(self, row: RecordingStatus, size: int, segments: list[Segment] | None = None) -> None:
         if row.status == "skipped":
             self.skipped += 1
             self.listed_bytes -= size  # no work: out of the ETA
@@ -58,6 +59,7 @@ class Progress:
             self.audio_s += row.duration_s or 0.0
             self.speech_s += row.speech_s or 0.0
             self.segments += row.segments or 0
+            self.decoded_by.update(s.decoded_by for s in segments or ())
         else:
             self.failed += 1
             self.failures[reason_of(row.error)] += 1
@@ -97,6 +99,11 @@ class Progress:
             f"  audio       {hours(self.audio_s)} transcribed; {hours(self.speech_s)} of speech in {self.segments} segments",
             f"  time        {clock(self.elapsed)} wall, RTFx {self.rtfx:.1f} (audio seconds per wall second)",
         ]
+        if self.segments:
+            d = self.decoded_by
+            lines.append(
+                f"  decoding    {d['ctc']} segments from CTC as is, {d['verified']} verified, {d['llm']} generated"
+            )
         n = self.not_listed
         if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers:
             lines.append(
@@ -116,6 +123,7 @@ class Progress:
             "audio_hours": round(self.audio_s / 3600, 6),
             "speech_hours": round(self.speech_s / 3600, 6),
             "segments": self.segments,
+            "decoded_by": {k: self.decoded_by[k] for k in ("ctc", "verified", "llm")},
             "wall_s": round(self.elapsed, 3),
             "rtfx": round(self.rtfx, 3),
             "failures_by_reason": dict(self.failures),

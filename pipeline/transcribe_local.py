@@ -64,6 +64,8 @@ def _line(rec: Recording, b: Block, r: EngineResult, engine: str) -> dict[str, A
         "start_s": b.start_s,
         "end_s": b.end_s,
         "text": r.text,
+        "words": [w.on_source(b.start_s, b.end_s).to_row() for w in r.words],
+        "decoded_by": r.decoded_by,
         "finish_reason": r.finish_reason,
         "prompt_tokens": r.prompt_tokens,
         "output_tokens": r.output_tokens,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pipeline.assemble import Assembler
 from pipeline.language import detect_language
 from pipeline.progress import Progress, reason_of
-from pipeline.model import AudioInfo, BlockResult, ChannelStats, Outcome, Recording, RecordingStatus
+from pipeline.model import AudioInfo, BlockResult, ChannelStats, Outcome, Recording, RecordingStatus, Word
 from pipeline.runinfo import REDACTED, new_run_id, redact
 
 REC = Recording("s3://calls/a.wav", 1234, "etag-1")
@@ -31,6 +31,8 @@ def block(
         "rev",
         "stop",
         7,
+        tuple(Word(w, start + 0.1 * i, start + 0.1 * i + 0.05, 0.5) for i, w in enumerate(text.split())),
+        "llm",
         error,
     )
 
@@ -66,12 +68,16 @@ def test_a_word_heard_on_both_sides_of_a_cut_inside_speech_is_kept_once():
     a.outcome(Outcome(REC, "ok", None, INFO, STATS[:1]), emitted=3)
 
     def at(i: int, start: float, end: float, text: str) -> BlockResult:
-        return BlockResult(REC.recording_id, 0, "agent", i, start, end, text, (), "gpu", "rev", "stop", 5)
+        words = tuple(Word(w, start + 0.1 * k, start + 0.1 * k + 0.05, 0.5) for k, w in enumerate(text.split()))
+        return BlockResult(REC.recording_id, 0, "agent", i, start, end, text, (), "gpu", "rev", "stop", 5, words, "ctc")
 
     a.block(at(0, 0.5, 4.5, "had then leisure to."))
     a.block(at(1, 4.5, 8.0, "To consider how much"))  # abuts: the cut went through "to"
     s = a.block(at(2, 9.0, 11.0, "much more"))  # after dropped silence: a real repeat stays
     assert [x.text for x in s.segments] == ["had then leisure to.", "consider how much", "much more"]
+    # The dropped word takes its time with it: words stay one per word of the text.
+    assert [[w.word for w in x.words] for x in s.segments] == [t.split() for t in (x.text for x in s.segments)]
+    assert s.segments[1].words[0].start_s == 4.6
 
 
 def test_one_failed_block_fails_the_recording_with_no_segments():

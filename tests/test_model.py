@@ -48,7 +48,10 @@ def test_cut_rows_come_back_equal():
 
 
 def test_result_rows_come_back_equal():
-    done = m.BlockResult(REC.recording_id, 0, "agent", 2, 1.0, 4.5, "hello", ("Acme",), "gpu", "rev", "stop", 7)
+    words = (m.Word("hello", 1.2, 1.6, 0.75), m.Word("東京", None, None, None))
+    done = m.BlockResult(
+        REC.recording_id, 0, "agent", 2, 1.0, 4.5, "hello 東京", ("Acme",), "gpu", "rev", "stop", 7, words, "verified"
+    )
     block = m.Block(REC.recording_id, 0, "agent", 3, 4.5, 6.0, np.zeros(16, np.float32))
     failed = m.BlockResult.failed(block, "cpu-0", "ActorDiedError: gone")
     outcome = m.CutOutcome(m.Outcome(REC, "ok", None, INFO, STATS), 4)
@@ -68,6 +71,7 @@ def test_output_records_write_with_their_schemas():
         1.0,
         4.5,
         "hi",
+        (m.Word("hi", 1.5, 1.75, 0.5),),
         "en",
         ("Acme",),
         "granite",
@@ -76,6 +80,7 @@ def test_output_records_write_with_their_schemas():
         "gpu",
         "stop",
         3,
+        "ctc",
     )
     plan = m.PlanRecording.of(m.Outcome(REC, "ok", None, INFO, STATS))
     tables = {
@@ -87,5 +92,7 @@ def test_output_records_write_with_their_schemas():
         assert table.schema == schema and table.num_rows == 1
     row = tables[m.RECORDINGS].to_pylist()[0]
     assert (row["duration_s"], row["channels"], row["format"], row["speech_s"]) == (12.5, 2, "wav", 7.0)
-    assert tables[m.SEGMENTS].to_pylist()[0]["keywords"] == ["Acme"]
+    seg = tables[m.SEGMENTS].to_pylist()[0]
+    assert seg["keywords"] == ["Acme"] and seg["decoded_by"] == "ctc"
+    assert seg["words"] == [{"word": "hi", "start_s": 1.5, "end_s": 1.75, "score": 0.5}]
     assert (plan.blocks, plan.speech_s) == (3, 7.0)

@@ -1,5 +1,6 @@
 """Granite behind one interface: `vllm` (GPU, and vLLM's CPU build) and `transformers` (CPU fallback,
-reference). `make_engine` builds one; `requests_for` turns blocks into engine requests."""
+reference). `make_engine` builds one behind the CTC stage (speculative.py); `requests_for` turns
+blocks into engine requests."""
 
 from __future__ import annotations
 
@@ -11,12 +12,50 @@ import numpy as np
 
 from ..config import JobConfig
 from ..model import SAMPLE_RATE, Block
-from .base import Engine, EngineRequest, EngineResult
+from .base import Engine, EngineRequest, EngineResult, EngineStartError
 from .guards import max_tokens
 from .prompts import PromptSpec, render
+from .speculative import CtcDecoder
 
 
-def make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
+def make_engine(kind: str, model_dir: Path, cfg: JobConfig, device: str | None = None) -> CtcDecoder:
+    """The engine behind the CTC stage, which runs on `device` (`cuda` or `cpu`; None: a GPU if
+    there is one). The CTC head is checked before the engine loads: a folder without it fails fast."""
+    d = cfg.decoding
+    head = None
+    if d.needs_ctc:
+        from ..ctc_head import CtcHead, check_head
+
+        check_head(model_dir)
+        device = device or _default_device()
+        if device != "cpu":
+            check_gpu_split(cfg)
+    engine = _make_engine(kind, model_dir, cfg)
+    if d.needs_ctc:
+        head = CtcHead(model_dir, device=device or "cpu", batch_blocks=d.ctc_batch_blocks)
+    return CtcDecoder(engine, head, d)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_gpu_split(cfg: JobConfig) -> None:
+    """The CTC stage lives on the card beside vLLM: its budget must fit in what vLLM leaves."""
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / (1 << 30)
+    left = total * (1 - cfg.engine.gpu_memory_utilization)
+    if cfg.engine.kind == "vllm" and cfg.decoding.ctc_gpu_memory_gib > left:
+        raise EngineStartError(
+            f"decoding.ctc_gpu_memory_gib={cfg.decoding.ctc_gpu_memory_gib:g} does not fit beside vLLM: "
+            f"engine.gpu_memory_utilization={cfg.engine.gpu_memory_utilization:g} of {total:.0f} GiB leaves {left:.1f} GiB"
+        )
+
+
+def _make_engine(kind: str, model_dir: Path, cfg: JobConfig) -> Engine:
     e = cfg.engine
     if kind == "vllm":
         from .vllm import VllmEngine
@@ -75,10 +114,26 @@ def requests_for(
             cap = forced = max(1, round(b.duration_s * cfg.engine.force_tokens_per_s))
         reqs.append(
             EngineRequest(
-                b.block_id, engine_audio(b.samples, cfg), rendered[spec], spec.variant, spec.keywords, cap, forced
+                b.block_id,
+                engine_audio(b.samples, cfg),
+                rendered[spec],
+                spec.variant,
+                spec.keywords,
+                cap,
+                forced,
+                b.duration_s,
             )
         )
     return reqs
 
 
-__all__ = ["Engine", "EngineRequest", "EngineResult", "PromptSpec", "engine_audio", "make_engine", "requests_for"]
+__all__ = [
+    "CtcDecoder",
+    "Engine",
+    "EngineRequest",
+    "EngineResult",
+    "PromptSpec",
+    "engine_audio",
+    "make_engine",
+    "requests_for",
+]

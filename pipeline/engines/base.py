@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from ..model import SAMPLE_RATE
+from ..model import SAMPLE_RATE, Word
 from .guards import collapse_repetitions
 
 FinishReason = Literal["stop", "length", "guard"]
@@ -23,6 +23,7 @@ class EngineRequest:
     keywords: tuple[str, ...]
     max_tokens: int  # from the block's duration (guards.max_tokens)
     min_tokens: int = 0  # > 0 only for benchmarks that force an output length
+    duration_s: float = 0.0  # the block's own length, before padding (0: the audio's)
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,24 @@ class EngineResult:
     keywords: tuple[str, ...]
     batch_s: float  # wall time of the engine call this block was part of
     batch_size: int
+    decoded_by: str = "llm"  # ctc | verified | llm (speculative.py)
+    words: tuple[Word, ...] = ()  # times from the start of the block (align.py)
+
+
+T = TypeVar("T")
 
 
 def in_length_groups(
     requests: list[EngineRequest],
-    run: Callable[[list[EngineRequest]], list[EngineResult]],
+    run: Callable[[list[EngineRequest]], list[T]],
     batch_size: int | None = None,
-) -> list[EngineResult]:
+) -> list[T]:
     """Run `run` on batches of equal audio length (both engines pad a batch's audio to its longest
     member without masking), at most `batch_size` each; results in request order."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(requests):  # min_tokens too: transformers applies one per batch
         groups.setdefault((r.audio.size, r.min_tokens), []).append(i)
-    results: list[EngineResult | None] = [None] * len(requests)
+    results: list[T | None] = [None] * len(requests)
     for group in groups.values():
         step = batch_size or len(group)
         for k in range(0, len(group), step):
@@ -60,6 +66,12 @@ def in_length_groups(
                 results[j] = res
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
+
+
+def drafts_of(requests: list[EngineRequest], drafts: list[list[int]], part: list[EngineRequest]) -> list[list[int]]:
+    """The drafts of `part`, a group that `in_length_groups` took out of `requests`."""
+    by_request = {id(r): d for r, d in zip(requests, drafts)}
+    return [by_request[id(r)] for r in part]
 
 
 def make_result(
@@ -92,4 +104,9 @@ class Engine(Protocol):
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
         """Results in request order; one per request."""
+        ...
+
+    def verify(self, requests: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
+        """For each request, the probability of each draft token given [prompt, audio, the draft
+        before it]: one forward pass, no decoding (speculative.py)."""
         ...

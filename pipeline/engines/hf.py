@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import SAMPLE_RATE
-from .base import EngineRequest, EngineResult, in_length_groups, make_result
+from .base import EngineRequest, EngineResult, drafts_of, in_length_groups, make_result
 from .. import cpu_torch
 
 
@@ -39,6 +39,40 @@ class TransformersEngine:
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
         return in_length_groups(requests, self._batch, self.batch_size)
+
+    def verify(self, requests: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
+        return in_length_groups(requests, lambda rs: self._verify(rs, drafts_of(requests, drafts, rs)), self.batch_size)
+
+    def _verify(self, reqs: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
+        """One forward pass over [prompt, audio, draft], right-padded (so positions need no
+        shifting); the draft's k-th token is scored by the logits one position before it."""
+        torch = self._torch
+        inputs = self.processor(
+            text=[r.prompt for r in reqs],
+            audio=[r.audio for r in reqs],
+            sampling_rate=SAMPLE_RATE,
+            return_tensors="pt",
+            padding=True,
+        )
+        rows = [ids[m.bool()].tolist() + d for ids, m, d in zip(inputs["input_ids"], inputs["attention_mask"], drafts)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+        with self._torch.inference_mode():
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                input_features=inputs["input_features"],
+                input_features_mask=inputs.get("input_features_mask"),
+            ).logits.float()
+        probs = []
+        for i, (row, d) in enumerate(zip(rows, drafts)):
+            start = len(row) - len(d)
+            p = torch.softmax(logits[i, start - 1 : len(row) - 1], dim=-1)
+            probs.append(p[torch.arange(len(d)), torch.tensor(d, dtype=torch.long)].tolist() if d else [])
+        return probs
 
     def _batch(self, reqs: list[EngineRequest]) -> list[EngineResult]:
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import SAMPLE_RATE
-from .base import EngineRequest, EngineResult, in_length_groups, make_result
+from .base import EngineRequest, EngineResult, drafts_of, in_length_groups, make_result
 from .. import cpu_torch
 
 
@@ -71,6 +71,29 @@ class VllmEngine:
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
         return in_length_groups(requests, self._generate)
+
+    def verify(self, requests: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
+        return in_length_groups(requests, lambda rs: self._verify(rs, drafts_of(requests, drafts, rs)))
+
+    def _verify(self, requests: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
+        """[prompt, audio, draft] as token ids, one prefill each (`max_tokens=1`): vLLM returns
+        the log-probability of every prompt token (`prompt_logprobs=0`); the draft's are the last."""
+        from vllm import SamplingParams
+
+        prompts = [
+            {
+                "prompt_token_ids": self.tokenizer(r.prompt).input_ids + draft,  # as vLLM tokenizes text prompts
+                "multi_modal_data": {"audio": (r.audio, SAMPLE_RATE)},
+            }
+            for r, draft in zip(requests, drafts)
+        ]
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False)
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        probs = []
+        for draft, out in zip(drafts, outs):
+            tail = (out.prompt_logprobs or [])[len(out.prompt_token_ids) - len(draft) :]
+            probs.append([math.exp(lp[t].logprob) for t, lp in zip(draft, tail)])
+        return probs
 
     def _generate(self, requests: list[EngineRequest]) -> list[EngineResult]:
         from vllm import SamplingParams

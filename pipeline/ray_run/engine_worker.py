@@ -33,7 +33,7 @@ class EngineWorker:
         self.slots, self.gather_s = pool.slots, pool.gather_s
         self.busy_s, self.calls = 0.0, 0
         folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
-        self.engine = make_engine(cfg.engine.kind, folder, cfg)
+        self.engine = make_engine(cfg.engine.kind, folder, cfg, device="cuda" if pool.device == "gpu" else "cpu")
         self._waiting: list[tuple[list[tuple[Block, Prompt]], Future[list[BlockResult]]]] = []
         self._wake = threading.Condition()
         # One thread runs the engine (vLLM's LLM is not thread-safe); calls only queue work.
@@ -102,6 +102,8 @@ class EngineWorker:
         blocks = [b for b, _ in rows]
         requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg)
         return [
-            BlockResult.of(b, r.text, r.keywords, self.pool, self.revision, r.finish_reason, r.output_tokens)
+            BlockResult.of(
+                b, r.text, r.keywords, self.pool, self.revision, r.finish_reason, r.output_tokens, r.words, r.decoded_by
+            )
             for b, r in zip(blocks, self.engine.transcribe(requests))
         ]

@@ -1,0 +1,123 @@
+"""The CTC stage: Granite's speech encoder and its character CTC head (`encoder.out`), run by us in
+torch on batches of blocks, because vLLM exposes neither.
+
+Only the encoder's weights are loaded (about a third of the model at full size), from the same
+folder vLLM loads. For each block it gives the head's log-probabilities per 20 ms frame, the greedy
+CTC text and IBM's confidence (the largest per-frame entropy, in nats: low is sure). Under vLLM a
+block that goes on to the LLM is encoded twice, once here and once inside vLLM, which accepts no
+precomputed audio embeddings; bench/ctc.py measures what that costs (`ctc_pass_share`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import cpu_torch
+from .engines.base import EngineStartError
+
+HEAD = "encoder.out.weight"  # the CTC head; saved checkpoints name encoder weights `encoder.*`
+_PREFIXES = ("encoder.", "model.encoder.")
+
+
+class CtcHeadMissing(EngineStartError):
+    """The model folder has no CTC head: word times and speculative decoding cannot run."""
+
+
+@dataclass(frozen=True)
+class CtcFrames:
+    """One block through the CTC head."""
+
+    log_probs: np.ndarray = field(repr=False, compare=False)  # (frames, classes) float32, natural log
+    text: str  # greedy CTC text: argmax per frame, repeats collapsed, blanks dropped
+    confidence: float  # max per-frame entropy (nats); inf when the text is empty
+
+
+def greedy(log_probs: np.ndarray) -> CtcFrames:
+    """IBM's rule (open_asr_leaderboard granite/run_eval_speculative.py): argmax per frame,
+    collapse repeats, drop blanks (0); ids below 256 are Latin-1. Ids 256..347 are Katakana whose
+    mapping is not published: a block with any has no CTC text (never taken as is, nor verified)."""
+    ids = log_probs.argmax(axis=-1)
+    kept = ids[np.concatenate(([True], ids[1:] != ids[:-1])) & (ids > 0)]
+    text = "" if (kept >= 256).any() else "".join(chr(int(i)) for i in kept).strip()
+    p = np.exp(log_probs)
+    entropy = float((-(p * log_probs).sum(axis=-1)).max()) if text else math.inf
+    return CtcFrames(log_probs, " ".join(text.split()), entropy)
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [model_dir / s for s in shards]
+    return sorted(model_dir.glob("*.safetensors"))
+
+
+def check_head(model_dir: Path) -> None:
+    """Fail at start, with the remedy, when the folder's weights lack the CTC head."""
+    from safetensors import safe_open
+
+    for f in weight_files(model_dir):
+        with safe_open(str(f), "np") as st:
+            if any(p + "out.weight" in st.keys() for p in _PREFIXES):
+                return
+    raise CtcHeadMissing(
+        f"the model in {model_dir} has no CTC head ({HEAD}): word times and speculative decoding need it; "
+        "use the full Granite 4.0 Speech checkpoint, or set decoding.word_times: false and decoding.speculative: off"
+    )
+
+
+class CtcHead:
+    """Encoder + CTC head in torch; `run` takes blocks' audio (16 kHz float32), at most
+    `batch_blocks` through the encoder at once (its memory is bounded per batch)."""
+
+    def __init__(self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32) -> None:
+        cpu_torch.install()
+        import torch
+        from safetensors import safe_open
+        from transformers import AutoFeatureExtractor, GraniteSpeechConfig
+        from transformers.models.granite_speech.modeling_granite_speech import GraniteSpeechCTCEncoder
+
+        check_head(model_dir)
+        self._torch, self.device, self.batch_blocks = torch, device, batch_blocks
+        # bf16 on GPUs; on CPUs without bf16 matrix units float32 is the faster of the two.
+        self.dtype = getattr(torch, dtype) if dtype != "auto" else torch.bfloat16 if device != "cpu" else torch.float32
+        config = GraniteSpeechConfig.from_pretrained(model_dir)
+        state = {}
+        for f in weight_files(model_dir):
+            with safe_open(str(f), "pt") as st:
+                for k in st.keys():
+                    for p in _PREFIXES:
+                        if k.startswith(p):
+                            state[k[len(p) :]] = st.get_tensor(k)
+        encoder = GraniteSpeechCTCEncoder(config.encoder_config)
+        encoder.load_state_dict(state, strict=True)
+        self.encoder = encoder.to(device=device, dtype=self.dtype).eval()
+        self.features = AutoFeatureExtractor.from_pretrained(model_dir)
+        self.parameters = sum(p.numel() for p in encoder.parameters())
+
+    def run(self, audios: list[np.ndarray]) -> list[CtcFrames]:
+        """One CtcFrames per audio, in order. Audio of equal length is batched (the encoder has no
+        padding mask, so mixing lengths would let padding change a block's frames)."""
+        out: list[CtcFrames | None] = [None] * len(audios)
+        groups: dict[int, list[int]] = {}
+        for i, a in enumerate(audios):
+            groups.setdefault(a.size, []).append(i)
+        for idx in groups.values():
+            for k in range(0, len(idx), self.batch_blocks):
+                part = idx[k : k + self.batch_blocks]
+                for i, lp in zip(part, self._log_probs([audios[i] for i in part])):
+                    out[i] = greedy(lp)
+        return out  # type: ignore[return-value]
+
+    def _log_probs(self, audios: list[np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        feats = self.features(audios, device=self.device)["input_features"].to(self.dtype)
+        with torch.inference_mode():
+            hidden = self.encoder(feats).last_hidden_state
+            logits = self.encoder.out(hidden).float()
+        return torch.log_softmax(logits, dim=-1).cpu().numpy()
