@@ -204,6 +204,13 @@ def build_test_model(out_dir: Path, full_size: bool = False, seed: int = 0) -> P
         torch.manual_seed(seed)
         model = GraniteSpeechForConditionalGeneration._from_config(config, dtype=dtype)
     model.generation_config = GenerationConfig(bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    # The CTC head never picks classes whose text we cannot write: Katakana (256..347, mapping
+    # unpublished; a block with any has no CTC text) and control characters. Its greedy text is then
+    # printable Latin-1, so every path of speculative decoding can be exercised on random weights.
+    with torch.no_grad():
+        bias = model.model.encoder.out.bias
+        for lo, hi in ((1, 32), (127, 160), (256, bias.numel())):
+            bias[lo:hi] = -30.0
     # Checkpoint names as on the hub: transformers 5.19 writes `language_model.model.model.*` (its
     # reverse key mapping applies twice), which transformers reads back but vLLM cannot load.
     state = {_hub_name(k): t for k, t in model.state_dict().items()}

@@ -67,6 +67,9 @@ class TransformersEngine:
                 input_features=inputs["input_features"],
                 input_features_mask=inputs.get("input_features_mask"),
             ).logits.float()
+        # GraniteSpeech's forward leaves out the LM's logits scaling (argmax does not care);
+        # probabilities do, and IBM's verify and vLLM both apply it.
+        logits = logits / getattr(self.model.config.text_config, "logits_scaling", 1.0)
         probs = []
         for i, (row, d) in enumerate(zip(rows, drafts)):
             start = len(row) - len(d)
