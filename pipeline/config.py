@@ -311,6 +311,11 @@ class DecodingConfig(Section):
     confidence_threshold: float = Field(
         0.2, ge=0, le=1, description="Accept a verified draft when every token's LLM probability is at least this."
     )
+    verify: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Verify uncertain CTC drafts in one LLM pass. auto: on GPUs; off on CPUs, where that pass "
+        "(a prefill) costs more than generating a block (bench/ctc.py).",
+    )
     word_times: bool = Field(True, description="Word start/end times from the CTC head (segments' `words`).")
     ctc_batch_blocks: int = Field(
         32, ge=1, description="Blocks through the CTC stage's encoder at once (bounds its memory per batch)."

@@ -24,6 +24,21 @@ HEAD = "encoder.out.weight"  # the CTC head; saved checkpoints name encoder weig
 _PREFIXES = ("encoder.", "model.encoder.")
 
 
+# Granite 4.0 1B Speech's encoder and head at full size (bench/ctc.py prints it), for estimates.
+FULL_ENCODER_PARAMS = 440e6
+_HIDDEN, _FF_MULT, _HEADS, _CONTEXT, _CLASSES = 1024, 4, 8, 200, 348
+
+
+def memory_gib(batch_blocks: int, block_s: float, bytes_per_weight: int = 2) -> float:
+    """The CTC stage's memory at full size: bf16 weights plus the largest live tensors of one
+    batch (feed-forward intermediates, block attention scores, the head's float32 outputs)."""
+    frames = batch_blocks * 50 * block_s
+    feed_forward = frames * _HIDDEN * _FF_MULT * bytes_per_weight * 4
+    attention = batch_blocks * math.ceil(50 * block_s / _CONTEXT) * _HEADS * _CONTEXT**2 * 4 * 3
+    head = frames * _CLASSES * 4 * 3
+    return (FULL_ENCODER_PARAMS * bytes_per_weight + feed_forward + attention + head) / (1 << 30)
+
+
 class CtcHeadMissing(EngineStartError):
     """The model folder has no CTC head: word times and speculative decoding cannot run."""
 
@@ -76,6 +91,7 @@ class CtcHead:
     `batch_blocks` through the encoder at once (its memory is bounded per batch)."""
 
     def __init__(self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32) -> None:
+        """`dtype`: engine.dtype (`auto`: the checkpoint's)."""
         cpu_torch.install()
         import torch
         from safetensors import safe_open
@@ -84,9 +100,13 @@ class CtcHead:
 
         check_head(model_dir)
         self._torch, self.device, self.batch_blocks = torch, device, batch_blocks
-        # bf16 on GPUs; on CPUs without bf16 matrix units float32 is the faster of the two.
-        self.dtype = getattr(torch, dtype) if dtype != "auto" else torch.bfloat16 if device != "cpu" else torch.float32
         config = GraniteSpeechConfig.from_pretrained(model_dir)
+        # `auto`: the checkpoint's dtype, as the engines load it (bf16 for Granite: on a 2-core
+        # avx512_bf16 CPU the full-size encoder took 583 ms per 4 s block against 1075 in float32).
+        stored = getattr(config, "dtype", None) or torch.float32
+        self.dtype = (
+            getattr(torch, dtype) if dtype != "auto" else getattr(torch, stored) if isinstance(stored, str) else stored
+        )
         state = {}
         for f in weight_files(model_dir):
             with safe_open(str(f), "pt") as st:

@@ -232,6 +232,13 @@ def check_model(cfg: JobConfig) -> Finding:
     folder = Path(mid).expanduser()
     if folder.is_dir():
         ok = (folder / "config.json").is_file()
+        if ok and cfg.decoding.needs_ctc:
+            from .ctc_head import CtcHeadMissing, check_head
+
+            try:
+                check_head(folder)
+            except CtcHeadMissing as err:
+                return Finding("model", False, f"{folder}: {err}".split(": word times")[0], str(err).split("; ", 1)[1])
         return Finding(
             "model",
             ok,

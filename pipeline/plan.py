@@ -188,6 +188,22 @@ class _Pool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _gpu_memory(cfg: JobConfig) -> list[str]:
+    """How each GPU is shared: vLLM's share, and the CTC stage's budget and estimated need."""
+    from .ctc_head import memory_gib
+
+    vllm = f"  gpu memory  vLLM {cfg.engine.gpu_memory_utilization:.0%} of each card"
+    d = cfg.decoding
+    if not d.needs_ctc:
+        return [vllm + "; CTC stage off"]
+    need = memory_gib(d.ctc_batch_blocks, cfg.blocks.max_s)
+    warn = "  TOO SMALL: lower decoding.ctc_batch_blocks" if need > d.ctc_gpu_memory_gib else ""
+    return [
+        f"{vllm}; CTC stage {d.ctc_gpu_memory_gib:g} GiB beside it (needs ~{need:.1f} GiB: "
+        f"encoder weights + batches of {d.ctc_batch_blocks} blocks){warn}"
+    ]
+
+
 def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
     ls = s.listing
     gpu_h = s.speech_s / cfg.engine.expected_rtfx / 3600
@@ -207,6 +223,7 @@ def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
         f"  speech      {hours(s.speech_s)} to the model in {s.blocks} blocks of <= {cfg.blocks.max_s:g} s  ({by_label})",
         f"  dropped     {hours(s.dropped_s)} without speech; {s.hard_cuts} cuts inside speech where no pause was found{hard}",
         f"  estimate    {gpu_h:.4f} GPU-hours at RTFx {cfg.engine.expected_rtfx:g}{cost}",
+        *_gpu_memory(cfg),
         f"  unreadable  {s.failed}",
     ]
     lines += [f"    {uri}: {reason}" for uri, reason in s.failures[:50]]

@@ -38,6 +38,7 @@ import yaml
 from pipeline.config import InputConfig
 from tests import corpus as C
 from tests.bad_inputs import KINDS, Kind, write_kinds
+from tests.invariants import check_segments
 from tests.services.fault_proxy import FaultProxy
 from tests.services.s3 import S3Service
 
@@ -402,6 +403,10 @@ def _check(
     problems += [f"no row for {k[0]}" for k in inputs if k not in settled]
     dup_rec = sum(len(v) - 1 for v in settled.values())
     segs = _table(svc, f"{LAKE}/faulted/segments")
+    try:
+        check_segments(segs)
+    except AssertionError as err:
+        problems.append(f"a segment row breaks the words/decoded_by invariants: {str(err)[:300]}")
     keys = Counter((s["recording_id"], s["channel"], s["segment_index"]) for s in segs)
     duplicates = dup_rec + sum(n - 1 for n in keys.values())
 

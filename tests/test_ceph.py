@@ -8,6 +8,7 @@ import pytest
 from pipeline.config import FiltersConfig, InputConfig
 from pipeline.sources import SourceError, open_source
 from tests.conftest import upload_tree
+from tests.invariants import check_segments
 from tests.test_plan import plan
 
 pytestmark = pytest.mark.ceph
@@ -93,6 +94,7 @@ def test_run_from_ceph_to_ceph(ceph, store, tiny_model, tmp_path):
     assert sorted(r["source_uri"].rsplit("/", 1)[1] for r in rec) == sorted(k.rsplit("/", 1)[1] for k in store)
     assert sorted(r["status"] for r in rec).count("failed") == 3
     seg = ds.dataset("lake/transcripts/segments", filesystem=fs, partitioning="hive").to_table()
+    check_segments(seg.to_pylist())
     keys = [tuple(r[k] for k in KEY) for r in seg.to_pylist()]
     assert keys and len(keys) == len(set(keys))
     ok = {r["recording_id"] for r in rec if r["status"] == "ok"}

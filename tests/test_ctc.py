@@ -21,7 +21,7 @@ from pipeline.blocks import ChannelBlocker
 from pipeline.config import DecodingConfig, load_config
 from pipeline.ctc_head import CtcHeadMissing, check_head
 from pipeline.engines import PromptSpec, make_engine, requests_for
-from pipeline.engines.speculative import route
+from pipeline.engines.speculative import route, verifies
 from tests import corpus as C
 
 KINDS = ("transformers", "vllm")
@@ -49,8 +49,8 @@ def requests(cfg, decoders):
 
 
 def forced(dec, **settings):
-    """The decoder with its thresholds set, for one test."""
-    dec.cfg = DecodingConfig(**settings)
+    """The decoder with its thresholds set, for one test (verify on: `auto` skips it on CPUs)."""
+    dec.cfg = DecodingConfig(**{"verify": "on", **settings})
     return dec
 
 
@@ -151,6 +151,12 @@ def test_one_batch_mixes_the_paths_and_keeps_its_order(decoders, requests, kind)
     out = dec.transcribe(requests)
     want = {"ctc": "ctc", "verify": "llm", "llm": "llm"}
     assert [r.decoded_by for r in out] == [want[route(f, dec.cfg)] for f in frames]
+    # decoding.verify auto on a CPU: the uncertain blocks go straight to generation.
+    before = dict(dec.calls)
+    auto = dec.cfg.model_copy(update={"verify": "auto"})
+    dec.cfg = auto
+    assert [r.decoded_by for r in dec.transcribe(requests)] == [r.decoded_by for r in out]
+    assert dec.calls["verify"] == before["verify"] and verifies(auto, "cuda") and not verifies(auto, "cpu")
     assert {"ctc", "llm"} <= {r.decoded_by for r in out}
     assert [r.block_id for r in out] == [r.block_id for r in requests]
 
@@ -184,6 +190,9 @@ def test_a_model_without_the_ctc_head_fails_at_start_with_the_remedy(headless, t
     cmd = [sys.executable, "-m", "pipeline.cli", "transcribe", "--model", str(headless), "--engine", "transformers"]
     p = subprocess.run([*cmd, str(wav)], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode != 0 and "has no CTC head" in p.stderr and "Traceback" not in p.stderr
+    doctor = [sys.executable, "-m", "pipeline.cli", "doctor", "--model", str(headless)]
+    d = subprocess.run(doctor, capture_output=True, text=True, env=env, timeout=300)
+    assert d.returncode != 0 and "has no CTC head" in d.stdout and "decoding.word_times: false" in d.stdout, d.stdout
     # Both switched off, the same folder transcribes (the head is never loaded).
     env |= {"GRANITE_BATCH_DECODING__WORD_TIMES": "false", "GRANITE_BATCH_DECODING__SPECULATIVE": "off"}
     p = subprocess.run([*cmd, str(wav)], capture_output=True, text=True, env=env, timeout=300)

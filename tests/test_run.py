@@ -19,6 +19,7 @@ from pipeline.config import load_config
 from pipeline.plan import run_plan
 from pipeline.model import RECORDINGS, SEGMENTS
 from tests.conftest import upload_tree
+from tests.invariants import check_segments
 
 BUCKET, PREFIX = "callcenter", "calls/2026-11-25"
 KEY = ["recording_id", "channel", "segment_index", "start_s", "end_s"]
@@ -124,6 +125,7 @@ def test_segments_are_one_per_block_sorted_and_inside_the_recording(clean_run, m
     seg = read(tmp / "out", "segments")
     assert [(f.name, f.type) for f in seg.drop_columns(["date"]).schema] == [(f.name, f.type) for f in SEGMENTS]
     rows = seg.to_pylist()
+    check_segments(rows)
     rec = {r["recording_id"]: r for r in read(tmp / "out", "recordings").to_pylist()}
     # Exactly the blocks `plan` cuts: one segment per non-silent block, same times.
     cfg = load_config(job, {"input.endpoint_url": moto.endpoint_url})
@@ -169,6 +171,19 @@ def test_output_reads_in_duckdb_with_the_declared_types(clean_run):
     )
     assert rtypes["processed_at"] == "TIMESTAMP WITH TIME ZONE" and rtypes["date"] == "DATE"  # the hive partition
     assert set(rtypes) == set(RECORDINGS.names) | {"date"}
+
+
+def test_the_docs_query_finds_the_second_a_word_was_said(clean_run):
+    """docs/output.md's query, as printed, on this run's output."""
+    tmp, *_ = clean_run
+    out = tmp / "out"
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "output.md").read_text()
+    query = doc.split("-- the second at which a word was said")[1].split(";")[0].split("\n", 1)[1]
+    rows = read(out, "segments").to_pylist()
+    word = next(w for r in rows for w in r["words"] if w["start_s"] is not None and "'" not in w["word"])
+    said = duckdb.sql(query.replace("OUTPUT", str(out)).replace("'refund'", f"'{word['word']}'")).fetchall()
+    assert said and all(row[2] == word["word"] for row in said)
+    assert (word["start_s"], word["end_s"]) in [(row[3], row[4]) for row in said]
 
 
 def test_the_run_manifest(clean_run):
@@ -243,12 +258,18 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
     settled = [r for r in rec if r["status"] != "skipped"]
     assert sorted(r["source_uri"] for r in settled) == sorted(f"s3://{BUCKET}/{PREFIX}/{n}" for n in inputs)
     seg = read(out, "segments").to_pylist()
+    check_segments(seg)
     keys = [tuple(r[k] for k in KEY) for r in seg]
     assert len(keys) == len(set(keys)), "duplicate segment rows"
     clean = read(tmp / "out", "segments").to_pylist()
     assert sorted(keys) == sorted(tuple(r[k] for k in KEY) for r in clean)
-    texts = {tuple(r[k] for k in KEY): r["text"] for r in clean}
-    assert {tuple(r[k] for k in KEY): r["text"] for r in seg} == texts  # vLLM greedy, batch-independent blocks
+    texts = {tuple(r[k] for k in KEY): (r["text"], r["decoded_by"], _times(r)) for r in clean}
+    # vLLM greedy, batch-independent blocks: the same text, path and word times as the clean run
+    assert {tuple(r[k] for k in KEY): (r["text"], r["decoded_by"], _times(r)) for r in seg} == texts
+
+
+def _times(row) -> tuple:
+    return tuple((w["word"], w["start_s"], w["end_s"]) for w in row["words"])
 
 
 class _Endpoint:
@@ -301,14 +322,15 @@ def test_run_joins_an_existing_ray_cluster(tmp_path, tiny_model, moto, inputs):
         assert rc == 1 and "1 failed" in err, err[-3000:]
         rec = {r["source_uri"].rsplit("/", 1)[1]: r["status"] for r in read(tmp_path / "out", "recordings").to_pylist()}
         assert rec == {"call-0002.mp3": "ok", "bad-empty.wav": "failed"}
-        assert read(tmp_path / "out", "segments").num_rows > 0
+        check_segments(read(tmp_path / "out", "segments").to_pylist())
     finally:
         subprocess.run(["ray", "stop", "--force"], capture_output=True, env=env)
 
 
 def test_a_pool_that_never_gets_its_node_does_not_block_the_run(tmp_path, tiny_model, moto, inputs):
     """Pool `b` asks for a Ray resource no node has (a GPU pool on a cluster still scaling up):
-    the run goes ahead on pool `a`."""
+    the run goes ahead on pool `a`. Every block is taken from CTC here (a threshold no block
+    misses): through Ray and into the lake, none of them reaches the LLM."""
     import json
 
     job = write_job(
@@ -320,12 +342,17 @@ def test_a_pool_that_never_gets_its_node_does_not_block_the_run(tmp_path, tiny_m
             {"name": "a", "device": "cpu", "replicas": 1, "cpus": 1},
             {"name": "b", "device": "cpu", "replicas": 1, "cpus": 1, "resources": {"vllm_cpu": 1}},
         ],
+        decoding__ctc_threshold=1e9,
     )
     rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 0, err[-3000:]
-    assert set(read(tmp_path / "out", "segments").column("engine").to_pylist()) == {"a"}
+    seg = read(tmp_path / "out", "segments").to_pylist()
+    check_segments(seg)
+    assert {r["engine"] for r in seg} == {"a"} and {r["decoded_by"] for r in seg} == {"ctc"}
     (m,) = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").iterdir()]
     assert m["engine_workers"]["ready"] == {"a": 1, "b": 0}
+    assert m["decoded_by"] == {"ctc": len(seg), "verified": 0, "llm": 0}
+    assert f"{len(seg)} segments from CTC as is" in err
 
 
 def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
@@ -368,6 +395,7 @@ def test_s3_faults_are_retried_and_the_output_matches_a_clean_run(clean_run, mot
         region=moto.region,
     )
     seg = ds.dataset("faulted/out/segments", filesystem=fs, partitioning="hive").to_table().to_pylist()
+    check_segments(seg)
     clean = read(tmp / "out", "segments").to_pylist()
     assert {tuple(r[k] for k in KEY): r["text"] for r in seg} == {tuple(r[k] for k in KEY): r["text"] for r in clean}
     assert len(seg) == len(clean)

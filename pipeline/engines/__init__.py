@@ -32,8 +32,8 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig, device: str | None =
             check_gpu_split(cfg)
     engine = _make_engine(kind, model_dir, cfg)
     if d.needs_ctc:
-        head = CtcHead(model_dir, device=device or "cpu", batch_blocks=d.ctc_batch_blocks)
-    return CtcDecoder(engine, head, d)
+        head = CtcHead(model_dir, device=device or "cpu", dtype=cfg.engine.dtype, batch_blocks=d.ctc_batch_blocks)
+    return CtcDecoder(engine, head, d, device or "cpu")
 
 
 def _default_device() -> str:
@@ -43,9 +43,19 @@ def _default_device() -> str:
 
 
 def check_gpu_split(cfg: JobConfig) -> None:
-    """The CTC stage lives on the card beside vLLM: its budget must fit in what vLLM leaves."""
+    """The CTC stage lives on the card beside vLLM: its budget must fit in what vLLM leaves, and
+    one batch must fit in its budget."""
     import torch
 
+    from ..ctc_head import memory_gib
+
+    d = cfg.decoding
+    need = memory_gib(d.ctc_batch_blocks, cfg.blocks.max_s)
+    if need > d.ctc_gpu_memory_gib:
+        raise EngineStartError(
+            f"the CTC stage needs about {need:.1f} GiB at decoding.ctc_batch_blocks={d.ctc_batch_blocks}, over "
+            f"decoding.ctc_gpu_memory_gib={d.ctc_gpu_memory_gib:g}: lower the batch or raise the budget"
+        )
     total = torch.cuda.get_device_properties(0).total_memory / (1 << 30)
     left = total * (1 - cfg.engine.gpu_memory_utilization)
     if cfg.engine.kind == "vllm" and cfg.decoding.ctc_gpu_memory_gib > left:
