@@ -19,7 +19,7 @@ MODEL_DIR = Path("~/.cache/granite-batch/test-model").expanduser()
 
 SEGMENTS_SQL = """
 SELECT regexp_extract(source_uri, '[^/]+$') AS file, channel_label, round(start_s, 2) AS start_s,
-       round(end_s, 2) AS end_s, left(text, 40) AS text
+       round(end_s, 2) AS end_s, round(words[1].start_s, 2) AS first_word_s, decoded_by, left(text, 30) AS text
 FROM read_parquet('{out}/segments/*/*.parquet', hive_partitioning = true)
 ORDER BY file, channel, segment_index LIMIT 12"""
 RECORDINGS_SQL = """
