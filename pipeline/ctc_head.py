@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from . import cpu_torch
 from .engines.base import EngineStartError
 
 HEAD = "encoder.out.weight"  # the CTC head; saved checkpoints name encoder weights `encoder.*`
+_EMBED = "language_model.model.embed_tokens."
 _PREFIXES = ("encoder.", "model.encoder.")
 
 
@@ -50,6 +52,7 @@ class CtcFrames:
     log_probs: np.ndarray = field(repr=False, compare=False)  # (frames, classes) float32, natural log
     text: str  # greedy CTC text: argmax per frame, repeats collapsed, blanks dropped
     confidence: float  # max per-frame entropy (nats); inf when the text is empty
+    audio_embeds: Any = field(default=None, repr=False, compare=False)  # projector output (torch), when asked
 
 
 def greedy(log_probs: np.ndarray) -> CtcFrames:
@@ -88,15 +91,24 @@ def check_head(model_dir: Path) -> None:
 
 class CtcHead:
     """Encoder + CTC head in torch; `run` takes blocks' audio (16 kHz float32), at most
-    `batch_blocks` through the encoder at once (its memory is bounded per batch)."""
+    `batch_blocks` through the encoder at once (its memory is bounded per batch).
 
-    def __init__(self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32) -> None:
+    With `embeds` it also loads the projector and the LLM's token embeddings (0.4 GiB at full
+    size), so that a block going on to vLLM is handed over as prompt embeddings built from this
+    encoder pass: vLLM then runs only the LLM, and the block is encoded once."""
+
+    def __init__(
+        self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32, embeds: bool = False
+    ) -> None:
         """`dtype`: engine.dtype (`auto`: the checkpoint's)."""
         cpu_torch.install()
         import torch
         from safetensors import safe_open
         from transformers import AutoFeatureExtractor, GraniteSpeechConfig
-        from transformers.models.granite_speech.modeling_granite_speech import GraniteSpeechCTCEncoder
+        from transformers.models.granite_speech.modeling_granite_speech import (
+            GraniteSpeechCTCEncoder,
+            GraniteSpeechEncoderProjector,
+        )
 
         check_head(model_dir)
         self._torch, self.device, self.batch_blocks = torch, device, batch_blocks
@@ -107,18 +119,29 @@ class CtcHead:
         self.dtype = (
             getattr(torch, dtype) if dtype != "auto" else getattr(torch, stored) if isinstance(stored, str) else stored
         )
-        state = {}
+        wanted = {"encoder": _PREFIXES}
+        if embeds:
+            wanted |= {"projector": ("projector.", "model.projector."), "embed": (_EMBED,)}
+        state: dict[str, dict[str, Any]] = {part: {} for part in wanted}
         for f in weight_files(model_dir):
             with safe_open(str(f), "pt") as st:
                 for k in st.keys():
-                    for p in _PREFIXES:
-                        if k.startswith(p):
-                            state[k[len(p) :]] = st.get_tensor(k)
+                    for part, prefixes in wanted.items():
+                        p = next((p for p in prefixes if k.startswith(p)), None)
+                        if p is not None:
+                            state[part][k[len(p) :]] = st.get_tensor(k)
         encoder = GraniteSpeechCTCEncoder(config.encoder_config)
-        encoder.load_state_dict(state, strict=True)
+        encoder.load_state_dict(state["encoder"], strict=True)
         self.encoder = encoder.to(device=device, dtype=self.dtype).eval()
         self.features = AutoFeatureExtractor.from_pretrained(model_dir)
         self.parameters = sum(p.numel() for p in encoder.parameters())
+        self.projector = self.embed_tokens = None
+        if embeds:
+            projector = GraniteSpeechEncoderProjector(config)
+            projector.load_state_dict(state["projector"], strict=True)
+            self.projector = projector.to(device=device, dtype=self.dtype).eval()
+            self.embed_tokens = state["embed"]["weight"].to(device=device, dtype=self.dtype)
+            self.audio_token_id = config.audio_token_id
 
     def run(self, audios: list[np.ndarray]) -> list[CtcFrames]:
         """One CtcFrames per audio, in order. Audio of equal length is batched (the encoder has no
@@ -130,14 +153,27 @@ class CtcHead:
         for idx in groups.values():
             for k in range(0, len(idx), self.batch_blocks):
                 part = idx[k : k + self.batch_blocks]
-                for i, lp in zip(part, self._log_probs([audios[i] for i in part])):
-                    out[i] = greedy(lp)
+                log_probs, embeds = self._encode([audios[i] for i in part])
+                for k, i in enumerate(part):
+                    out[i] = replace(greedy(log_probs[k]), audio_embeds=None if embeds is None else embeds[k])
         return out  # type: ignore[return-value]
 
-    def _log_probs(self, audios: list[np.ndarray]) -> np.ndarray:
+    def _encode(self, audios: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         torch = self._torch
         feats = self.features(audios, device=self.device)["input_features"].to(self.dtype)
         with torch.inference_mode():
             hidden = self.encoder(feats).last_hidden_state
             logits = self.encoder.out(hidden).float()
-        return torch.log_softmax(logits, dim=-1).cpu().numpy()
+            embeds = self.projector(hidden) if self.projector is not None else None
+        return torch.log_softmax(logits, dim=-1).cpu().numpy(), embeds
+
+    def prompt_embeds(self, prompt_ids: list[int], audio_embeds: Any) -> Any:
+        """The LLM's input for one block, as vLLM takes it (`prompt_embeds`): the prompt's token
+        embeddings with the audio placeholder replaced by this block's projected audio, exactly
+        what the model builds itself (tests/test_ctc.py holds vLLM's output equal both ways)."""
+        torch = self._torch
+        ids = torch.tensor(prompt_ids, device=self.embed_tokens.device)
+        at = int((ids == self.audio_token_id).nonzero()[0, 0])
+        with torch.inference_mode():
+            text = self.embed_tokens[ids]
+            return torch.cat([text[:at], audio_embeds.to(text.dtype), text[at + 1 :]]).cpu()

@@ -161,6 +161,25 @@ def test_one_batch_mixes_the_paths_and_keeps_its_order(decoders, requests, kind)
     assert [r.block_id for r in out] == [r.block_id for r in requests]
 
 
+def test_vllm_generates_from_the_ctc_stages_encoding_with_the_same_ids(decoders, requests, monkeypatch):
+    """vLLM takes each block as prompt embeddings built from the CTC stage's encoder pass (the
+    block is encoded once), and generates exactly what it generates from the audio itself."""
+    dec = forced(decoders["vllm"], speculative="off")
+    seen = []
+    real = dec.engine.transcribe
+
+    def spy(reqs):
+        seen.extend(r.prompt_embeds is not None for r in reqs)
+        return real(reqs)
+
+    monkeypatch.setattr(dec.engine, "transcribe", spy)
+    embedded = dec.transcribe(requests)
+    assert seen == [True] * len(requests)
+    from_audio = real(requests)  # vLLM's own encoder
+    assert [r.token_ids for r in embedded] == [r.token_ids for r in from_audio]
+    assert [r.prompt_tokens for r in embedded] == [r.prompt_tokens for r in from_audio]
+
+
 def test_word_times_off_keeps_one_untimed_entry_per_word(decoders, requests):
     dec = forced(decoders["transformers"], speculative="off", word_times=False)
     for r in dec.transcribe(requests[:2]):

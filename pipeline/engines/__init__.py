@@ -32,7 +32,13 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig, device: str | None =
             check_gpu_split(cfg)
     engine = _make_engine(kind, model_dir, cfg)
     if d.needs_ctc:
-        head = CtcHead(model_dir, device=device or "cpu", dtype=cfg.engine.dtype, batch_blocks=d.ctc_batch_blocks)
+        head = CtcHead(
+            model_dir,
+            device=device or "cpu",
+            dtype=cfg.engine.dtype,
+            batch_blocks=d.ctc_batch_blocks,
+            embeds=getattr(engine, "takes_prompt_embeds", False),
+        )
     return CtcDecoder(engine, head, d, device or "cpu")
 
 

@@ -24,6 +24,9 @@ class EngineRequest:
     max_tokens: int  # from the block's duration (guards.max_tokens)
     min_tokens: int = 0  # > 0 only for benchmarks that force an output length
     duration_s: float = 0.0  # the block's own length, before padding (0: the audio's)
+    # The LLM's input built from the CTC stage's encoder pass (ctc_head.prompt_embeds); engines
+    # with `takes_prompt_embeds` use it instead of encoding the audio again.
+    prompt_embeds: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

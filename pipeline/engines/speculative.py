@@ -82,9 +82,17 @@ class CtcDecoder:
         if rest:
             self.calls["generate"] += 1
             self.calls["generate_blocks"] += len(rest)
-            for i, res in zip(rest, self.engine.transcribe([requests[i] for i in rest])):
+            for i, res in zip(rest, self.engine.transcribe([self._embedded(requests[i], frames[i]) for i in rest])):
                 results[i] = dataclasses.replace(res, decoded_by="llm")
         return [self._with_words(r, res, f) for r, res, f in zip(requests, results, frames)]  # type: ignore[arg-type]
+
+    def _embedded(self, r: EngineRequest, frames: CtcFrames | None) -> EngineRequest:
+        """The request with its prompt embeddings from the CTC stage's encoder pass, when the
+        engine takes them (vLLM): the block is not encoded a second time."""
+        if frames is None or frames.audio_embeds is None or not getattr(self.engine, "takes_prompt_embeds", False):
+            return r
+        embeds = self.head.prompt_embeds(self.tokenizer(r.prompt).input_ids, frames.audio_embeds)  # type: ignore[union-attr]
+        return dataclasses.replace(r, prompt_embeds=embeds)
 
     def _draft_ids(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))

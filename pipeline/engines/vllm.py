@@ -27,6 +27,7 @@ def _on_cpu() -> bool:
 
 class VllmEngine:
     name = "vllm"
+    takes_prompt_embeds = True  # the CTC stage's encoder output, so a block is encoded once
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class VllmEngine:
             # (~5000 tokens) and, with compilation, ran a 24 GiB machine out of memory.
             limit_mm_per_prompt={"audio": {"count": 1, "length": math.ceil(max_audio_s * SAMPLE_RATE)}},
             max_num_batched_tokens=2048 if cpu else 8192,
+            enable_prompt_embeds=True,
         )
         if not cpu:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -98,7 +100,12 @@ class VllmEngine:
     def _generate(self, requests: list[EngineRequest]) -> list[EngineResult]:
         from vllm import SamplingParams
 
-        prompts = [{"prompt": r.prompt, "multi_modal_data": {"audio": (r.audio, SAMPLE_RATE)}} for r in requests]
+        prompts = [
+            {"prompt_embeds": r.prompt_embeds}
+            if r.prompt_embeds is not None
+            else {"prompt": r.prompt, "multi_modal_data": {"audio": (r.audio, SAMPLE_RATE)}}
+            for r in requests
+        ]
         params = [
             SamplingParams(
                 temperature=0.0,
@@ -122,5 +129,6 @@ class VllmEngine:
             # Decoded like the transformers engine (vLLM's streaming detokenizer withholds a
             # trailing partial UTF-8 character), so the same ids give the same text.
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(make_result(r, text, ids, len(out.prompt_token_ids or []), finish, elapsed, len(requests)))
+            prompt_tokens = len(r.prompt_embeds) if r.prompt_embeds is not None else len(out.prompt_token_ids or [])
+            results.append(make_result(r, text, ids, prompt_tokens, finish, elapsed, len(requests)))
         return results
