@@ -5,9 +5,10 @@ cuts real recorded speech into blocks with our blocker, and runs everything in o
 vLLM CPU engine (bf16) with the CTC stage beside it (encoder + head in torch, float32):
 
 - per block: the CTC pass, the verify pass (one prefill over [prompt, audio, draft]) and full
-  generation, each over the whole batch;
+  generation from the audio (vLLM encodes it itself, as today), each over the whole batch;
 - whole batches through the decoder with the share of blocks taken from CTC forced to 0%, 50% and
-  100% by `ctc_threshold`, the rest generated (`decoding.verify: auto` does not verify on CPUs),
+  100% by `ctc_threshold`, the rest generated from the CTC stage's encoder pass (vLLM prompt
+  embeddings) (`decoding.verify: auto` does not verify on CPUs),
   against today's path (no CTC stage: speculative decoding and word times off); and 0% with the
   verify pass forced on (every draft rejected: `confidence_threshold` 1.0), IBM's rule as on GPUs;
 - the aligner's error on constructed posteriors with known timings (tests/ctc_posteriors.py, a
@@ -49,6 +50,9 @@ class RealisticDrafts:
 
     def __init__(self, head) -> None:
         self.head = head
+
+    def __getattr__(self, name):  # everything else (prompt_embeds, parameters) is the head's
+        return getattr(self.head, name)
 
     def run(self, audios):
         out = self.head.run(audios)

@@ -1,11 +1,11 @@
 """The CTC stage: Granite's speech encoder and its character CTC head (`encoder.out`), run by us in
 torch on batches of blocks, because vLLM exposes neither.
 
-Only the encoder's weights are loaded (about a third of the model at full size), from the same
-folder vLLM loads. For each block it gives the head's log-probabilities per 20 ms frame, the greedy
-CTC text and IBM's confidence (the largest per-frame entropy, in nats: low is sure). Under vLLM a
-block that goes on to the LLM is encoded twice, once here and once inside vLLM, which accepts no
-precomputed audio embeddings; bench/ctc.py measures what that costs (`ctc_pass_share`).
+The encoder's weights are loaded from the same folder vLLM loads (440 M parameters at full size).
+For each block it gives the head's log-probabilities per 20 ms frame, the greedy CTC text and
+IBM's confidence (the largest per-frame entropy, in nats: low is sure). vLLM accepts no
+precomputed audio embeddings, but it accepts prompt embeddings: `prompt_embeds` builds them from
+this pass, so a block that goes on to vLLM is not encoded again (bench/ctc.py: `ctc_pass_share`).
 """
 
 from __future__ import annotations
@@ -28,17 +28,20 @@ _PREFIXES = ("encoder.", "model.encoder.")
 
 # Granite 4.0 1B Speech's encoder and head at full size (bench/ctc.py prints it), for estimates.
 FULL_ENCODER_PARAMS = 440e6
+FULL_EMBEDS_PARAMS = 35.7e6 + 100_353 * 2048  # projector + the LLM's token embeddings (prompt embeddings for vLLM)
 _HIDDEN, _FF_MULT, _HEADS, _CONTEXT, _CLASSES = 1024, 4, 8, 200, 348
 
 
-def memory_gib(batch_blocks: int, block_s: float, bytes_per_weight: int = 2) -> float:
-    """The CTC stage's memory at full size: bf16 weights plus the largest live tensors of one
-    batch (feed-forward intermediates, block attention scores, the head's float32 outputs)."""
+def memory_gib(batch_blocks: int, block_s: float, embeds: bool = True, bytes_per_weight: int = 2) -> float:
+    """The CTC stage's memory at full size: bf16 weights (with `embeds`, those that build vLLM's
+    prompt embeddings too) plus the largest live tensors of one batch (feed-forward intermediates,
+    block attention scores, the head's float32 outputs)."""
     frames = batch_blocks * 50 * block_s
     feed_forward = frames * _HIDDEN * _FF_MULT * bytes_per_weight * 4
     attention = batch_blocks * math.ceil(50 * block_s / _CONTEXT) * _HEADS * _CONTEXT**2 * 4 * 3
     head = frames * _CLASSES * 4 * 3
-    return (FULL_ENCODER_PARAMS * bytes_per_weight + feed_forward + attention + head) / (1 << 30)
+    weights = (FULL_ENCODER_PARAMS + (FULL_EMBEDS_PARAMS if embeds else 0)) * bytes_per_weight
+    return (weights + feed_forward + attention + head) / (1 << 30)
 
 
 class CtcHeadMissing(EngineStartError):

@@ -196,11 +196,11 @@ def _gpu_memory(cfg: JobConfig) -> list[str]:
     d = cfg.decoding
     if not d.needs_ctc:
         return [vllm + "; CTC stage off"]
-    need = memory_gib(d.ctc_batch_blocks, cfg.blocks.max_s)
+    need = memory_gib(d.ctc_batch_blocks, cfg.blocks.max_s, embeds=cfg.engine.kind == "vllm")
     warn = "  TOO SMALL: lower decoding.ctc_batch_blocks" if need > d.ctc_gpu_memory_gib else ""
     return [
         f"{vllm}; CTC stage {d.ctc_gpu_memory_gib:g} GiB beside it (needs ~{need:.1f} GiB: "
-        f"encoder weights + batches of {d.ctc_batch_blocks} blocks){warn}"
+        f"weights + batches of {d.ctc_batch_blocks} blocks){warn}"
     ]
 
 

@@ -74,7 +74,7 @@ def test_plan_over_s3_accounts_for_every_object(moto, corpus, archive, tmp_path)
     assert f"recordings  {len(archive)} ({len(archive) - n_bad} ok, {n_bad} failed)" in text
     assert "GPU-hours at RTFx 280" in text and "ch0" in text and "ch1" in text
     # The card's split between vLLM and the CTC stage, with the stage's estimated need.
-    assert "gpu memory  vLLM 85% of each card; CTC stage 4 GiB beside it (needs ~1.2 GiB" in text
+    assert "gpu memory  vLLM 85% of each card; CTC stage 4 GiB beside it (needs ~1.6 GiB" in text
     assert f"s3://calls/{PREFIX}/bad/truncated.wav: truncated:" in text
 
 

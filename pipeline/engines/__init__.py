@@ -56,7 +56,7 @@ def check_gpu_split(cfg: JobConfig) -> None:
     from ..ctc_head import memory_gib
 
     d = cfg.decoding
-    need = memory_gib(d.ctc_batch_blocks, cfg.blocks.max_s)
+    need = memory_gib(d.ctc_batch_blocks, cfg.blocks.max_s, embeds=cfg.engine.kind == "vllm")
     if need > d.ctc_gpu_memory_gib:
         raise EngineStartError(
             f"the CTC stage needs about {need:.1f} GiB at decoding.ctc_batch_blocks={d.ctc_batch_blocks}, over "
