@@ -5,7 +5,9 @@ The encoder's weights are loaded from the same folder vLLM loads (440 M paramete
 For each block it gives the head's log-probabilities per 20 ms frame, the greedy CTC text and
 IBM's confidence (the largest per-frame entropy, in nats: low is sure). vLLM accepts no
 precomputed audio embeddings, but it accepts prompt embeddings: `prompt_embeds` builds them from
-this pass, so a block that goes on to vLLM is not encoded again (bench/ctc.py: `ctc_pass_share`).
+this pass, so a block that goes on to the LLM is not encoded again (bench/ctc.py: `ctc_pass_share`).
+The transformers engine takes them too (`inputs_embeds`), and there the stage runs that engine's
+own modules.
 """
 
 from __future__ import annotations
@@ -98,7 +100,23 @@ class CtcHead:
 
     With `embeds` it also loads the projector and the LLM's token embeddings (0.4 GiB at full
     size), so that a block going on to vLLM is handed over as prompt embeddings built from this
-    encoder pass: vLLM then runs only the LLM, and the block is encoded once."""
+    encoder pass: vLLM then runs only the LLM, and the block is encoded once. Beside the
+    transformers engine it loads nothing: `sharing` uses that model's own modules."""
+
+    @classmethod
+    def sharing(cls, model: Any, features: Any, batch_blocks: int = 32) -> CtcHead:
+        """The stage on a loaded `GraniteSpeechForConditionalGeneration` (the transformers engine's):
+        its encoder, projector and token embeddings, no second copy of any weight."""
+        import torch
+
+        head = cls.__new__(cls)
+        inner = model.model
+        head._torch, head.device, head.batch_blocks, head.dtype = torch, str(model.device), batch_blocks, model.dtype
+        head.encoder, head.projector, head.features = inner.encoder, inner.projector, features
+        head.embed_tokens = inner.get_input_embeddings().weight
+        head.audio_token_id = model.config.audio_token_id
+        head.parameters = sum(p.numel() for p in inner.encoder.parameters())
+        return head
 
     def __init__(
         self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32, embeds: bool = False

@@ -120,6 +120,11 @@ def test_a_verified_block_costs_one_forward_pass_and_no_generate(decoders, reque
     assert all(r.output_tokens == len(r.token_ids) > 0 for r in out)
 
 
+def test_the_transformers_stage_shares_the_engines_weights(decoders):
+    dec = decoders["transformers"]
+    assert dec.head.encoder is dec.engine.model.model.encoder  # no second copy of the encoder
+
+
 def test_both_engines_score_a_draft_alike(decoders, requests):
     draft = [list(decoders["vllm"].tokenizer.encode("hello world", add_special_tokens=False))] * len(requests)
     hf, vl = (decoders[k].engine.verify(requests, draft) for k in KINDS)
@@ -161,10 +166,11 @@ def test_one_batch_mixes_the_paths_and_keeps_its_order(decoders, requests, kind)
     assert [r.block_id for r in out] == [r.block_id for r in requests]
 
 
-def test_vllm_generates_from_the_ctc_stages_encoding_with_the_same_ids(decoders, requests, monkeypatch):
-    """vLLM takes each block as prompt embeddings built from the CTC stage's encoder pass (the
-    block is encoded once), and generates exactly what it generates from the audio itself."""
-    dec = forced(decoders["vllm"], speculative="off")
+@pytest.mark.parametrize("kind", KINDS)
+def test_engines_generate_from_the_ctc_stages_encoding_with_the_same_ids(decoders, requests, kind, monkeypatch):
+    """Each block goes to the engine as prompt embeddings built from the CTC stage's encoder pass
+    (the block is encoded once), and comes back exactly as generated from the audio itself."""
+    dec = forced(decoders[kind], speculative="off")
     seen = []
     real = dec.engine.transcribe
 
@@ -175,7 +181,7 @@ def test_vllm_generates_from_the_ctc_stages_encoding_with_the_same_ids(decoders,
     monkeypatch.setattr(dec.engine, "transcribe", spy)
     embedded = dec.transcribe(requests)
     assert seen == [True] * len(requests)
-    from_audio = real(requests)  # vLLM's own encoder
+    from_audio = real(requests)  # the engine's own encoder
     assert [r.token_ids for r in embedded] == [r.token_ids for r in from_audio]
     assert [r.prompt_tokens for r in embedded] == [r.prompt_tokens for r in from_audio]
 

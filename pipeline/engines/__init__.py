@@ -31,7 +31,9 @@ def make_engine(kind: str, model_dir: Path, cfg: JobConfig, device: str | None =
         if device != "cpu":
             check_gpu_split(cfg)
     engine = _make_engine(kind, model_dir, cfg)
-    if d.needs_ctc:
+    if d.needs_ctc and kind == "transformers":
+        head = CtcHead.sharing(engine.model, engine.processor.audio_processor, d.ctc_batch_blocks)  # type: ignore[attr-defined]
+    elif d.needs_ctc:
         head = CtcHead(
             model_dir,
             device=device or "cpu",

@@ -19,6 +19,7 @@ from .. import cpu_torch
 
 class TransformersEngine:
     name = "transformers"
+    takes_prompt_embeds = True  # from the CTC stage, which runs this model's own encoder
 
     def __init__(self, model_dir: Path, dtype: str = "float32", batch_size: int = 16) -> None:
         cpu_torch.install()
@@ -77,15 +78,31 @@ class TransformersEngine:
             probs.append(p[torch.arange(len(d)), torch.tensor(d, dtype=torch.long)].tolist() if d else [])
         return probs
 
+    def _inputs(self, reqs: list[EngineRequest]) -> tuple[dict, int]:
+        """generate's inputs, left-padded, and where the new tokens start in its output: from the
+        audio, or from the CTC stage's prompt embeddings (then the output holds new tokens only)."""
+        torch = self._torch
+        if any(r.prompt_embeds is None for r in reqs):
+            inputs = self.processor(
+                text=[r.prompt for r in reqs],
+                audio=[r.audio for r in reqs],
+                sampling_rate=SAMPLE_RATE,
+                return_tensors="pt",
+                padding=True,
+            )
+            return dict(inputs), inputs["input_ids"].shape[1]
+        width = max(len(r.prompt_embeds) for r in reqs)
+        first = reqs[0].prompt_embeds
+        embeds = torch.zeros((len(reqs), width, first.shape[1]), dtype=self.model.dtype)
+        mask = torch.zeros((len(reqs), width), dtype=torch.long)
+        for i, r in enumerate(reqs):
+            n = len(r.prompt_embeds)
+            embeds[i, width - n :], mask[i, width - n :] = r.prompt_embeds, 1
+        return {"inputs_embeds": embeds, "attention_mask": mask}, 0
+
     def _batch(self, reqs: list[EngineRequest]) -> list[EngineResult]:
         t0 = time.perf_counter()
-        inputs = self.processor(
-            text=[r.prompt for r in reqs],
-            audio=[r.audio for r in reqs],
-            sampling_rate=SAMPLE_RATE,
-            return_tensors="pt",
-            padding=True,
-        )
+        inputs, prompt_len = self._inputs(reqs)
         with self._torch.inference_mode():
             out = self.model.generate(
                 **inputs,
@@ -96,7 +113,6 @@ class TransformersEngine:
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         elapsed = time.perf_counter() - t0
-        prompt_len = inputs["input_ids"].shape[1]
         results = []
         for row, r in enumerate(reqs):
             prompt_tokens = int(inputs["attention_mask"][row].sum())
