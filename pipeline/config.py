@@ -314,7 +314,7 @@ class DecodingConfig(Section):
     verify: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Verify uncertain CTC drafts in one LLM pass. auto: on GPUs; off on CPUs, where that pass "
-        "(a prefill) costs more than generating a block (bench/ctc.py).",
+        "(a prefill) costs as much as generating the block (bench/ctc.py).",
     )
     word_times: bool = Field(True, description="Word start/end times from the CTC head (segments' `words`).")
     ctc_batch_blocks: int = Field(

@@ -39,8 +39,8 @@ def route(frames: CtcFrames, cfg: DecodingConfig, verify: bool = True) -> Route:
 
 def verifies(cfg: DecodingConfig, device: str) -> bool:
     """`decoding.verify` on this device: auto verifies on GPUs only. On CPUs generation is bound by
-    its prefill, and the verify pass is a prefill too: bench/ctc.py measured it at 1445 ms per block
-    against 1056 ms for generating the block outright."""
+    its prefill, and the verify pass is a prefill too: bench/ctc.py measured it at 1476 ms per block
+    against 1482 ms for generating the block outright, so a rejected draft costs a block twice."""
     return cfg.verify == "on" or (cfg.verify == "auto" and device != "cpu")
 
 
