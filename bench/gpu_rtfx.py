@@ -13,8 +13,9 @@ Last line: gpu_rtfx=<float> gpu=<name>
 `--engine ctc` is the GPU variant of bench/ctc.py, in transformers (the device image has no
 vLLM): per batch, the CTC pass (encoder + CTC head + IBM's greedy rule), one verify forward over
 [prompt, audio, 16-token draft], and generation; then RTFx with 0% / 50% / 100% of the blocks
-taken from CTC (the rest verified and generated) against generation alone, and the CTC pass's
-peak GPU memory. Last line: gpu_rtfx=<generation alone> ctc_speedup_at_50=<x> ctc_speedup_at_100=<x>
+taken from CTC (the rest verified and generated, each from the audio: this script encodes again
+where the pipeline hands over prompt embeddings) against generation alone, and the CTC pass's
+peak GPU memory. Smoke-tested on CPU with the tiny model. Last line: gpu_rtfx=<generation alone> ctc_speedup_at_50=<x> ctc_speedup_at_100=<x>
 ctc_pass_share=<x> ctc_peak_gib=<x> gpu=<name>. Not yet run on a GPU (no device was lent in the
 session that wrote it).
 Measured 2026-11-26 on one H200 (torch 2.11.0+cu130, transformers 5.17.0), `--engine transformers`:
@@ -132,8 +133,10 @@ def run_ctc(model: Path, batches: list[int], block_s: float) -> dict[str, float]
         entropy = -(probs * torch.log(probs + 1e-10)).sum(-1).amax(-1)
         return probs.argmax(-1).cpu(), entropy.cpu()  # greedy ids and confidence per block
 
+    text = proc.tokenizer.encode("the quick brown fox jumps over the lazy dog " * 8, add_special_tokens=False)
+
     def verify(inputs, n):
-        draft = torch.randint(100, 1000, (n, tokens), device=dev)  # a 16-token draft per block
+        draft = torch.tensor([text[:tokens]] * n, device=dev)  # a 16-token draft per block
         ids = torch.cat([inputs["input_ids"][:n], draft], dim=1)
         mask = torch.cat([inputs["attention_mask"][:n], torch.ones_like(draft)], dim=1)
         logits = net(input_ids=ids, attention_mask=mask, input_features=inputs["input_features"][:n]).logits
