@@ -178,10 +178,10 @@ def test_the_docs_query_finds_the_second_a_word_was_said(clean_run):
     tmp, *_ = clean_run
     out = tmp / "out"
     doc = (Path(__file__).resolve().parents[1] / "docs" / "output.md").read_text()
-    query = doc.split("-- the second at which a word was said")[1].split(";")[0].split("\n", 1)[1]
+    query = doc.split("-- the second at which a word was said")[1].split("\n", 1)[1].split(";")[0]
     rows = read(out, "segments").to_pylist()
-    word = next(w for r in rows for w in r["words"] if w["start_s"] is not None and "'" not in w["word"])
-    said = duckdb.sql(query.replace("OUTPUT", str(out)).replace("'refund'", f"'{word['word']}'")).fetchall()
+    word = next(w for r in rows for w in r["words"] if w["start_s"] is not None)
+    said = duckdb.execute(query.replace("OUTPUT", str(out)).replace("'refund'", "?"), [word["word"]]).fetchall()
     assert said and all(row[2] == word["word"] for row in said)
     assert (word["start_s"], word["end_s"]) in [(row[3], row[4]) for row in said]
 

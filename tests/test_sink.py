@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.model import AudioInfo, Recording, RecordingStatus, Segment
+from pipeline.model import AudioInfo, Recording, RecordingStatus, Segment, Word
 from pipeline.sink import OutputError, OutputStore
 from tests.conftest import upload_tree
 
@@ -35,6 +35,7 @@ def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[Segment], list[
                 0.5,
                 1.5,
                 "hello",
+                (Word("hello", 0.6, 0.9, 0.5),),
                 "en",
                 (),
                 "m",
@@ -43,6 +44,7 @@ def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[Segment], list[
                 "cpu",
                 "stop",
                 3,
+                "llm",
             )
         )
     return segs, recs
