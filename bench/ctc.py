@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import peak_rss_mb  # noqa: E402
+from bench.common import full_size_model, peak_rss_mb  # noqa: E402
 
 TOKENS_PER_AUDIO_S = 4.0
 DRAFT_CHARS_PER_S = 15
@@ -96,13 +96,7 @@ def main() -> None:
     from tests.ctc_posteriors import alignment_errors_ms
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            from pipeline.testmodel import build_test_model
-
-            t = time.perf_counter()
-            model = str(build_test_model(Path(tmp) / "full", full_size=True))
-            print(f"built the full-size random model in {time.perf_counter() - t:.0f} s")
+        model = full_size_model(args.model, tmp)
         cfg = load_config(
             None,
             {

@@ -82,7 +82,8 @@ def run_vllm(model: Path, batches: list[int], block_s: float) -> dict[int, float
     return out
 
 
-def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
+def load_transformers(model: Path):
+    """Processor (left padding), bf16 model on the GPU (CPU: a smoke test of this script), device, sync."""
     from pipeline import cpu_torch
 
     cpu_torch.install()  # CPU smoke test only; on a GPU image nothing changes
@@ -91,16 +92,30 @@ def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[in
 
     proc = AutoProcessor.from_pretrained(model)
     proc.tokenizer.padding_side = "left"
-    dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke test of this script
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     net = GraniteSpeechForConditionalGeneration.from_pretrained(model, dtype=torch.bfloat16).to(dev).eval()
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    return proc, net, dev, sync
+
+
+def batch_inputs(proc, b: int, block_s: float, dev: str):
+    import torch
+
+    inputs = proc(
+        text=[PROMPT] * b, audio=blocks(b, block_s), sampling_rate=16000, return_tensors="pt", padding=True
+    ).to(dev)
+    inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
+    return inputs
+
+
+def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
+    import torch
+
+    proc, net, dev, sync = load_transformers(model)
     tokens = int(TOKENS_PER_S * block_s)
     out: dict[int, float] = {}
     for b in batches:
-        inputs = proc(
-            text=[PROMPT] * b, audio=blocks(b, block_s), sampling_rate=16000, return_tensors="pt", padding=True
-        ).to(dev)
-        inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
+        inputs = batch_inputs(proc, b, block_s, dev)
         with torch.inference_mode():
             net.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)  # warm-up
             sync()
@@ -113,17 +128,9 @@ def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[in
 
 
 def run_ctc(model: Path, batches: list[int], block_s: float) -> dict[str, float]:
-    from pipeline import cpu_torch
-
-    cpu_torch.install()
     import torch
-    from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 
-    proc = AutoProcessor.from_pretrained(model)
-    proc.tokenizer.padding_side = "left"
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    net = GraniteSpeechForConditionalGeneration.from_pretrained(model, dtype=torch.bfloat16).to(dev).eval()
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    proc, net, dev, sync = load_transformers(model)
     tokens = int(TOKENS_PER_S * block_s)
     scale = getattr(net.config.text_config, "logits_scaling", 1.0)
 
@@ -148,10 +155,7 @@ def run_ctc(model: Path, batches: list[int], block_s: float) -> dict[str, float]
 
     out: dict[str, float] = {}
     for b in batches:
-        inputs = proc(
-            text=[PROMPT] * b, audio=blocks(b, block_s), sampling_rate=16000, return_tensors="pt", padding=True
-        ).to(dev)
-        inputs["input_features"] = inputs["input_features"].to(torch.bfloat16)
+        inputs = batch_inputs(proc, b, block_s, dev)
         feats = inputs["input_features"]
 
         def timed(fn):
@@ -207,13 +211,9 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0).replace(" ", "_") if torch.cuda.is_available() else "cpu"
     batches = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            from pipeline.testmodel import build_test_model
+        from bench.common import full_size_model
 
-            t = time.perf_counter()
-            model = build_test_model(Path(tmp) / "full", full_size=True)
-            print(f"built the full-size random model in {time.perf_counter() - t:.0f} s", flush=True)
+        model = Path(full_size_model(str(args.model) if args.model else None, tmp))
         if args.engine == "ctc":
             c = run_ctc(model, batches, args.block_s)  # the last (largest) batch
             print(

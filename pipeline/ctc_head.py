@@ -121,7 +121,8 @@ class CtcHead:
     def __init__(
         self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32, embeds: bool = False
     ) -> None:
-        """`dtype`: engine.dtype (`auto`: the checkpoint's)."""
+        """`dtype`: engine.dtype (`auto`: the checkpoint's). `engines.make_engine` has checked
+        for the head (`check_head`) before anything loads."""
         cpu_torch.install()
         import torch
         from safetensors import safe_open
@@ -131,7 +132,6 @@ class CtcHead:
             GraniteSpeechEncoderProjector,
         )
 
-        check_head(model_dir)
         self._torch, self.device, self.batch_blocks = torch, device, batch_blocks
         config = GraniteSpeechConfig.from_pretrained(model_dir)
         # `auto`: the checkpoint's dtype, as the engines load it (bf16 for Granite: on a 2-core

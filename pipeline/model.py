@@ -279,10 +279,10 @@ _PLACE = [
     ("start_s", pa.float64()),
     ("end_s", pa.float64()),
 ]
-BLOCK_TYPE = pa.struct([*_PLACE, ("samples", pa.binary())])
+BLOCK_TYPE = pa.struct([*_PLACE, ("samples", pa.binary())])  # samples: float32, 16 kHz
 WORDS_TYPE = pa.list_(
     pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("score", pa.float32())])
-)  # samples: float32, 16 kHz
+)
 PROMPT_TYPE = pa.struct([("task", pa.string()), ("language", pa.string()), ("keywords", pa.list_(pa.string()))])
 BLOCK_RESULT_TYPE = pa.struct(
     [

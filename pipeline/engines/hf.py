@@ -48,13 +48,7 @@ class TransformersEngine:
         """One forward pass over [prompt, audio, draft], right-padded (so positions need no
         shifting); the draft's k-th token is scored by the logits one position before it."""
         torch = self._torch
-        inputs = self.processor(
-            text=[r.prompt for r in reqs],
-            audio=[r.audio for r in reqs],
-            sampling_rate=SAMPLE_RATE,
-            return_tensors="pt",
-            padding=True,
-        )
+        inputs = self._from_audio(reqs)
         rows = [ids[m.bool()].tolist() + d for ids, m, d in zip(inputs["input_ids"], inputs["attention_mask"], drafts)]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -78,18 +72,22 @@ class TransformersEngine:
             probs.append(p[torch.arange(len(d)), torch.tensor(d, dtype=torch.long)].tolist() if d else [])
         return probs
 
+    def _from_audio(self, reqs: list[EngineRequest]):
+        """Prompt ids (left-padded, audio placeholder expanded) and audio features for a batch."""
+        return self.processor(
+            text=[r.prompt for r in reqs],
+            audio=[r.audio for r in reqs],
+            sampling_rate=SAMPLE_RATE,
+            return_tensors="pt",
+            padding=True,
+        )
+
     def _inputs(self, reqs: list[EngineRequest]) -> tuple[dict, int]:
         """generate's inputs, left-padded, and where the new tokens start in its output: from the
         audio, or from the CTC stage's prompt embeddings (then the output holds new tokens only)."""
         torch = self._torch
         if any(r.prompt_embeds is None for r in reqs):
-            inputs = self.processor(
-                text=[r.prompt for r in reqs],
-                audio=[r.audio for r in reqs],
-                sampling_rate=SAMPLE_RATE,
-                return_tensors="pt",
-                padding=True,
-            )
+            inputs = self._from_audio(reqs)
             return dict(inputs), inputs["input_ids"].shape[1]
         width = max(len(r.prompt_embeds) for r in reqs)
         first = reqs[0].prompt_embeds

@@ -58,6 +58,7 @@ class CtcDecoder:
         self.engine, self.head, self.cfg, self.device = engine, head, cfg, device
         self.name, self.tokenizer = engine.name, engine.tokenizer
         self.calls = {"generate": 0, "generate_blocks": 0, "verify": 0, "verify_blocks": 0}
+        self._prompt_ids: dict[str, list[int]] = {}  # a job has a few prompts (keywords differ per recording)
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
         frames: list[CtcFrames | None] = (
@@ -91,7 +92,11 @@ class CtcDecoder:
         engine takes them (vLLM): the block is not encoded a second time."""
         if frames is None or frames.audio_embeds is None or not getattr(self.engine, "takes_prompt_embeds", False):
             return r
-        embeds = self.head.prompt_embeds(self.tokenizer(r.prompt).input_ids, frames.audio_embeds)  # type: ignore[union-attr]
+        if r.prompt not in self._prompt_ids:
+            if len(self._prompt_ids) >= 1024:  # sidecar keywords can make every recording's prompt its own
+                self._prompt_ids.clear()
+            self._prompt_ids[r.prompt] = self.tokenizer(r.prompt).input_ids
+        embeds = self.head.prompt_embeds(self._prompt_ids[r.prompt], frames.audio_embeds)  # type: ignore[union-attr]
         return dataclasses.replace(r, prompt_embeds=embeds)
 
     def _draft_ids(self, text: str) -> list[int]:
