@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from . import cpu_torch
 from .config import ConfigError, JobConfig, load_config
 from .engines.model_source import ModelSourceError
@@ -71,6 +73,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         const=True,
         help="also redo recordings that failed in earlier runs",
     )
+
+
+def _scan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="job file whose `compliance:` section says what to find")
+    p.add_argument("--output", dest="output.uri", metavar="URI", help="the output an earlier run wrote")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
@@ -170,6 +177,20 @@ def _run(args: dict[str, Any]) -> int:
     return report.exit_code
 
 
+def _scan(args: dict[str, Any]) -> int:
+    from .compliance.rescan import run_scan, summary
+
+    try:
+        job = yaml.safe_load(Path(args["config"]).read_text()) if args["config"] else None
+    except (OSError, yaml.YAMLError):
+        job = None  # load_config says what is wrong with it
+    # scan reads no input: a job file without `input:` needs none
+    cfg = _config(args) if isinstance(job, dict) and "input" in job else _config(args, **{"input.uri": "."})
+    report = run_scan(cfg)
+    print(summary(report, cfg.output.uri or ""))
+    return 0
+
+
 def _demo(args: dict[str, Any]) -> int:
     from .demo import run_demo
 
@@ -245,6 +266,11 @@ def _doctor(args: dict[str, Any]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[dict[str, Any]], int]]] = {
     "plan": ("list, decode and cut the input; show what a run would do and cost", _plan_args, _plan),
     "run": ("transcribe everything new under --input into Parquet at --output (Ray)", _run_args, _run),
+    "scan": (
+        "search an earlier run's segments again for compliance terms and PII (no transcription)",
+        _scan_args,
+        _scan,
+    ),
     "demo": ("offline end-to-end run: test model + bundled audio -> Parquet, queried with DuckDB", _demo_args, _demo),
     "submit": (
         "create the job on Kubernetes (KubeRay RayJob, RayCronJob or CronJob) from a job file",

@@ -332,6 +332,50 @@ class DecodingConfig(Section):
         return self.word_times or self.speculative != "off"
 
 
+class TermConfig(Section):
+    phrase: str = Field(min_length=1, description="Words to find, as spoken (matched after normalization).")
+    category: str = Field("", description="Your label for the phrase, e.g. `mis-selling`.")
+
+
+PII_TYPES = ("credit_card", "email", "phone_number", "us_ssn", "iban", "ip_address", "us_bank_number", "uk_nhs")
+
+
+class ComplianceConfig(Section):
+    """Term hits and PII redaction over every transcript (docs/compliance.md). Empty by default: no
+    terms and no redaction, nothing written beyond segments."""
+
+    terms: list[TermConfig] = Field(
+        [], description="Phrases to find: `{phrase, category}` each; hits go to OUTPUT/hits/ with their seconds."
+    )
+    terms_file: str | None = Field(
+        None, description="More terms: a local or s3:// YAML list of `{phrase, category}` or CSV `phrase,category`."
+    )
+    redact: list[Literal[PII_TYPES]] = Field(  # type: ignore[valid-type]
+        [],
+        description="PII entity types replaced by `[TYPE]` in segments' text and words, and listed in "
+        "OUTPUT/pii/ (type and seconds, never the value); empty: no redaction.",
+    )
+    min_score: float = Field(
+        0.0, ge=0, le=1, description="PII findings scored below this (presidio's score) are left alone."
+    )
+    context_words: int = Field(8, ge=0, description="Words either side of a hit kept in its `context` column.")
+    keep_unredacted_uri: str | None = Field(
+        None,
+        description="Also commit the unredacted segments here (e.g. a bucket with stricter access), "
+        "with the same commits as the redacted ones.",
+    )
+    redacted_audio_uri: str | None = Field(
+        None,
+        description="Write a FLAC copy of every recording with PII here (`<uri>/<recording_id>.flac`), "
+        "PII spans silenced, channels and sample rate kept.",
+    )
+    audio_pad_s: float = Field(0.25, ge=0, description="Silence this much beyond each PII span in redacted audio.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.terms or self.terms_file or self.redact)
+
+
 class JobConfig(BaseSettings):
     """A whole job. `jobs/*.yaml` files hold exactly this structure."""
 
@@ -352,6 +396,7 @@ class JobConfig(BaseSettings):
     prompt: PromptConfig = PromptConfig()
     engine: EngineConfig = EngineConfig()
     decoding: DecodingConfig = DecodingConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
     run: RunConfig = RunConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 

@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from .assemble import Assembler, Settled
 from .config import ConfigError, JobConfig
 from .progress import Progress
-from .model import BlockResult, CutOutcome, Recording, RecordingStatus, Segment
+from .compliance.apply import Compliance
+from .model import BlockResult, CutOutcome, Hit, PiiSpan, Recording, RecordingStatus, Scanned, Segment
 from .runinfo import manifest, new_run_id
-from .sink import OutputStore
+from .sink import OutputStore, output_store
 from .sources import open_source
 
 Item = CutOutcome | BlockResult  # a recording's cut outcome (with its block count), or one transcribed block
@@ -51,18 +52,31 @@ class RunReport:
 
 
 class _Committer:
-    """Buffers settled rows; commits them as one batch when old or big enough."""
+    """Buffers settled rows; commits them as one batch when old or big enough. With compliance
+    (`rules`: its fingerprint), a batch also holds its hits, pii rows and the `scans` row that
+    tells `granite-batch scan` these segments were searched with these rules."""
 
-    def __init__(self, store: OutputStore, run_id: str, date: str, every_s: float, max_rows: int) -> None:
+    def __init__(
+        self, store: OutputStore, run_id: str, date: str, every_s: float, max_rows: int, rules: str | None = None
+    ) -> None:
         self.store, self.run_id, self.date, self.every_s, self.max_rows = store, run_id, date, every_s, max_rows
-        self.seq = 0
+        self.rules, self.seq = rules, 0
+        self._clear()
+
+    def _clear(self) -> None:
         self.recordings: list[RecordingStatus] = []
         self.segments: list[Segment] = []
+        self.hits: list[Hit] = []
+        self.pii: list[PiiSpan] = []
+        self.unredacted: list[Segment] = []
         self.since = time.monotonic()
 
     def add(self, settled: Settled) -> None:
         self.recordings.append(settled.recording)
         self.segments.extend(settled.segments)
+        self.hits.extend(settled.hits)
+        self.pii.extend(settled.pii)
+        self.unredacted.extend(settled.unredacted)
         if len(self.segments) >= self.max_rows:
             self.flush()
 
@@ -72,9 +86,26 @@ class _Committer:
 
     def flush(self) -> None:
         if self.recordings:
-            self.store.commit(self.run_id, self.seq, self.date, self.segments, self.recordings)
+            name = self.store.file_name(self.run_id, self.seq)
+            rows: dict[str, list[Any]] = {"segments": self.segments, "recordings": self.recordings}
+            if self.rules is not None and self.segments:
+                rows |= {"hits": self.hits, "pii": self.pii, "scans": [self._scanned(name)]}
+            self.store.commit(self.run_id, name, self.date, rows, self.unredacted)
             self.seq += 1
-        self.recordings, self.segments, self.since = [], [], time.monotonic()
+        self._clear()
+
+    def _scanned(self, name: str) -> Scanned:
+        assert self.rules is not None
+        recordings = len({s.recording_id for s in self.segments})
+        return Scanned(
+            self.store.relpath("segments", self.date, name),
+            self.run_id,
+            self.rules,
+            recordings,
+            len(self.hits),
+            len(self.pii),
+            datetime.now(timezone.utc),
+        )
 
 
 def windows(items: Iterable[Recording], size: int) -> Iterator[list[Recording]]:
@@ -89,14 +120,10 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     started_at = datetime.now(timezone.utc)
     cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)
-    store = OutputStore(
-        cfg.output.uri,
-        cfg.output.endpoint_url or cfg.input.endpoint_url,
-        cfg.output.region or cfg.input.region,
-        cfg.output.lock_stale_s,
-    )
+    compliance = Compliance(cfg, run_id) if cfg.compliance.enabled else None  # a bad terms file stops here
+    store = output_store(cfg, cfg.output.uri)
     recovered = store.prepare(run_id)
-    run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err)
+    run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err, compliance)
     heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
     source = open_source(cfg.input, cfg.filters)
     run.progress.not_listed = source.stats  # filled in as the listing is consumed
@@ -131,11 +158,14 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
 class _Run:
     """One run's state: what earlier runs settled, what is in flight, progress and commits."""
 
-    def __init__(self, cfg: JobConfig, run_id: str, store: OutputStore, date: str, err: TextIO) -> None:
-        self.cfg, self.run_id = cfg, run_id
+    def __init__(
+        self, cfg: JobConfig, run_id: str, store: OutputStore, date: str, err: TextIO, compliance: Compliance | None
+    ) -> None:
+        self.cfg, self.run_id, self.compliance = cfg, run_id, compliance
         self.history = store.history()
         self.progress = Progress()
-        self.committer = _Committer(store, run_id, date, cfg.output.commit_every_s, cfg.output.commit_rows)
+        rules = compliance.rules.fingerprint if compliance else None
+        self.committer = _Committer(store, run_id, date, cfg.output.commit_every_s, cfg.output.commit_rows, rules)
         self.assembler = Assembler(run_id, cfg.model.id, cfg.prompt.language)
         self.printer = _Printer(self.progress, err, cfg.run.progress_every_s)
         self.size_of: dict[str, int] = {}  # recordings in flight
@@ -170,6 +200,9 @@ class _Run:
         self.committer.tick()
 
     def _settle(self, s: Settled) -> None:
+        if self.compliance is not None:
+            s = self.compliance.apply(s)
+            self.progress.found(s.hits, s.pii)
         self.committer.add(s)
         self.progress.add(s.recording, self.size_of.pop(s.recording.recording_id, 0), s.segments)
 

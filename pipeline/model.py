@@ -532,6 +532,11 @@ class Segment(_Row):
             b.decoded_by,
         )
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Segment:
+        words = tuple(Word(**w) for w in row["words"] or ())
+        return cls(**{**row, "words": words, "keywords": tuple(row["keywords"] or ())})
+
 
 @dataclass(frozen=True)
 class RecordingStatus(_Row):
@@ -588,6 +593,111 @@ class RecordingStatus(_Row):
             run_id,
             datetime.now(timezone.utc),
         )
+
+
+# `compliance:` (compliance/): OUTPUT/hits/, OUTPUT/pii/ and OUTPUT/scans/, committed with the
+# segments they were found in (a run), or on their own (`granite-batch scan`).
+_FOUND_WHERE = [
+    _f("recording_id", pa.string(), "See recordings."),
+    _f("source_uri", pa.string(), "See recordings."),
+    _f("channel", pa.int32(), "Source channel index (0 when channels are mixed)."),
+    _f("channel_label", pa.string(), "As in segments: who spoke (`agent`, `customer`, `mono`...)."),
+    _f("segment_index", pa.int32(), "The segment of its first word."),
+    _f("start_s", pa.float64(), "Start of its first word on the source timeline, seconds."),
+    _f("end_s", pa.float64(), "End of its last word on the source timeline, seconds."),
+    _f(
+        "times_from",
+        pa.string(),
+        "`words` (the CTC head's word times) or `segments` (a word without a time takes its segment's).",
+    ),
+]
+_FOUND_BY = [
+    _f("scan_id", pa.string(), "The run (its run_id) or `granite-batch scan` (scan-...) that found it."),
+    _f("rules", pa.string(), "Fingerprint of the terms and PII types searched for (equal rules, equal value)."),
+]
+HITS = pa.schema(
+    [
+        *_FOUND_WHERE[:5],
+        _f("phrase", pa.string(), "The term as configured (compliance.terms[].phrase)."),
+        _f("category", pa.string(), "Its category (compliance.terms[].category)."),
+        _f("matched", pa.string(), "The words of the transcript that matched (PII in them redacted)."),
+        *_FOUND_WHERE[5:],
+        _f("context", pa.string(), "compliance.context_words words either side (PII redacted)."),
+        *_FOUND_BY,
+    ]
+)
+PII = pa.schema(
+    [
+        *_FOUND_WHERE[:5],
+        _f("entity_type", pa.string(), "compliance.redact type: credit_card, email, phone_number, ..."),
+        *_FOUND_WHERE[5:],
+        _f("score", pa.float64(), "presidio's confidence (after its checksum, e.g. Luhn, where the type has one)."),
+        _f("redacted", pa.bool_(), "Replaced in segments' text and words (false: found by a later scan)."),
+        *_FOUND_BY,
+    ]
+)
+SCANS = pa.schema(
+    [
+        _f("segments_file", pa.string(), "A segments file, relative to the output (segments/date=.../x.parquet)."),
+        *_FOUND_BY,
+        _f("recordings", pa.int32(), "Recordings in it."),
+        _f("hits", pa.int32(), "hits rows found in it."),
+        _f("pii", pa.int32(), "pii rows found in it."),
+        _f("scanned_at", pa.timestamp("us", tz="UTC"), "When."),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Hit(_Row):
+    """One row of OUTPUT/hits: a configured phrase said on one channel, with its seconds."""
+
+    recording_id: str
+    source_uri: str
+    channel: int
+    channel_label: str
+    segment_index: int
+    phrase: str
+    category: str
+    matched: str
+    start_s: float
+    end_s: float
+    times_from: str
+    context: str
+    scan_id: str
+    rules: str
+
+
+@dataclass(frozen=True)
+class PiiSpan(_Row):
+    """One row of OUTPUT/pii: where an entity was said. Never its value."""
+
+    recording_id: str
+    source_uri: str
+    channel: int
+    channel_label: str
+    segment_index: int
+    entity_type: str
+    start_s: float
+    end_s: float
+    times_from: str
+    score: float
+    redacted: bool
+    scan_id: str
+    rules: str
+
+
+@dataclass(frozen=True)
+class Scanned(_Row):
+    """One row of OUTPUT/scans: a segments file searched with one set of rules (scan's bookkeeping)."""
+
+    segments_file: str
+    scan_id: str
+    rules: str
+    recordings: int
+    hits: int
+    pii: int
+    scanned_at: datetime
 
 
 @dataclass(frozen=True)
@@ -655,12 +765,18 @@ OUTPUTS: dict[type, pa.Schema] = {
     RecordingStatus: RECORDINGS,
     PlanRecording: PLAN_RECORDINGS,
     PlanBlock: PLAN_BLOCKS,
+    Hit: HITS,
+    PiiSpan: PII,
+    Scanned: SCANS,
 }
 SCHEMAS: dict[str, pa.Schema] = {
     "plan/recordings.parquet": PLAN_RECORDINGS,
     "plan/blocks.parquet": PLAN_BLOCKS,
     "run/segments": SEGMENTS,
     "run/recordings": RECORDINGS,
+    "run/hits": HITS,
+    "run/pii": PII,
+    "run/scans": SCANS,
 }
 
 

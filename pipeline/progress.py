@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .model import RecordingStatus, Segment
+from .model import Hit, PiiSpan, RecordingStatus, Segment
 from .sources.scope import ListingStats
 
 
@@ -40,6 +40,8 @@ class Progress:
     speech_s: float = 0.0
     segments: int = 0
     decoded_by: Counter[str] = field(default_factory=Counter)  # segments by the path that produced them
+    hits: Counter[str] = field(default_factory=Counter)  # compliance: term hits by category
+    pii: Counter[str] = field(default_factory=Counter)  # PII redacted, by entity type
     failures: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)  # (uri, error), the first few
     not_listed: ListingStats = field(default_factory=ListingStats)  # objects out of scope, counted
@@ -47,6 +49,10 @@ class Progress:
     def listed_one(self, size: int) -> None:
         self.listed += 1
         self.listed_bytes += size
+
+    def found(self, hits: list[Hit], pii: list[PiiSpan]) -> None:
+        self.hits.update(h.category or "(none)" for h in hits)
+        self.pii.update(p.entity_type for p in pii)
 
     def add(self, row: RecordingStatus, size: int, segments: list[Segment] | None = None) -> None:
         if row.status == "skipped":
@@ -104,6 +110,11 @@ class Progress:
             lines.append(
                 f"  decoding    {d['ctc']} segments from CTC as is, {d['verified']} verified, {d['llm']} generated"
             )
+        if self.hits or self.pii:
+            lines.append(
+                f"  compliance  {sum(self.hits.values())} term hits ({_counts(self.hits)}); "
+                f"{sum(self.pii.values())} PII spans redacted ({_counts(self.pii)})"
+            )
         n = self.not_listed
         if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers:
             lines.append(
@@ -124,8 +135,14 @@ class Progress:
             "speech_hours": round(self.speech_s / 3600, 6),
             "segments": self.segments,
             "decoded_by": {k: self.decoded_by[k] for k in ("ctc", "verified", "llm")},
+            "hits_by_category": dict(self.hits),
+            "pii_by_type": dict(self.pii),
             "wall_s": round(self.elapsed, 3),
             "rtfx": round(self.rtfx, 3),
             "failures_by_reason": dict(self.failures),
             "not_listed": asdict(self.not_listed),
         }
+
+
+def _counts(c: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none"

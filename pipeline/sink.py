@@ -3,11 +3,13 @@
 Layout (docs/output.md):
     OUTPUT/segments/date=YYYY-MM-DD/<run_id>-<seq>.parquet
     OUTPUT/recordings/date=YYYY-MM-DD/<run_id>-<seq>.parquet
+    OUTPUT/hits/, OUTPUT/pii/, OUTPUT/scans/   (compliance, same layout; docs/compliance.md)
     OUTPUT/runs/<run_id>.json
     OUTPUT/_staging/, OUTPUT/_commits/   (in-flight commits; `_` hides them from lake readers)
 
 Commit protocol, per batch of settled recordings (docs/run.md#commits):
-1. write both files under `_staging/` (an S3 upload appears whole or not at all);
+1. write every dataset's file under `_staging/` (an S3 upload appears whole or not at all), and
+   the unredacted segments under the companion store's `_staging/<this store's hash>/`;
 2. write `_commits/<run_id>-<seq>.json` naming each staging file and its final path. This is the
    commit point: a marker that exists and parses means the batch is done;
 3. move the files to their final paths (rename locally; copy then delete on S3), then delete the marker.
@@ -19,6 +21,7 @@ One run per output prefix at a time, enforced by `_lock.json` (see `_take_lock`)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -32,7 +35,17 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .model import RECORDINGS, SEGMENTS, RecordingStatus, Segment, to_table
+from .config import JobConfig
+from .model import HITS, PII, RECORDINGS, SCANS, SEGMENTS, Segment, to_table
+
+# The datasets a commit may hold, in the order they are written.
+DATASETS: dict[str, pa.Schema] = {
+    "segments": SEGMENTS,
+    "recordings": RECORDINGS,
+    "hits": HITS,
+    "pii": PII,
+    "scans": SCANS,
+}
 
 T = TypeVar("T")
 
@@ -71,13 +84,31 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
     return pafs.LocalFileSystem(), path
 
 
+def output_store(cfg: JobConfig, uri: str) -> OutputStore:
+    """The job's output store at `uri`, with its unredacted companion when compliance keeps one."""
+    endpoint, region = cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
+    keep = cfg.compliance.keep_unredacted_uri
+    unredacted = OutputStore(keep, endpoint, region) if keep else None
+    return OutputStore(uri, endpoint, region, cfg.output.lock_stale_s, unredacted)
+
+
 class OutputStore:
+    """`unredacted`: the store (compliance.keep_unredacted_uri) that receives the unredacted
+    segments, in the same commits as this one's."""
+
     def __init__(
-        self, uri: str, endpoint_url: str | None = None, region: str | None = None, lock_stale_s: float = 600.0
+        self,
+        uri: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        lock_stale_s: float = 600.0,
+        unredacted: OutputStore | None = None,
     ) -> None:
-        self.uri, self.lock_stale_s = uri.rstrip("/"), lock_stale_s
+        self.uri, self.lock_stale_s, self.unredacted = uri.rstrip("/"), lock_stale_s, unredacted
         self._where = (endpoint_url, region)
         self.fs, self.root = open_filesystem(uri, endpoint_url, region)
+        # This store's staging folder in a companion shared by several outputs.
+        self.namespace = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
 
     def _again(self, op: Callable[[], T]) -> T:
         """`op()`, and once more with a fresh S3 client if it fails. The SDK's standard retry
@@ -117,6 +148,13 @@ class OutputStore:
         orphans = self._list("_staging", "")
         for path in orphans:
             self.fs.delete_file(path)
+        if self.unredacted is not None:
+            u = self.unredacted
+            u.fs.create_dir(u._p("_staging", self.namespace))
+            theirs = u._list(f"_staging/{self.namespace}", "")
+            for path in theirs:
+                u.fs.delete_file(path)
+            orphans += theirs
         return finished, len(orphans)
 
     # -- one run per output at a time -----------------------------------------------------------
@@ -179,13 +217,22 @@ class OutputStore:
         )
 
     # -- during a run -------------------------------------------------------------------------
+    @staticmethod
+    def file_name(run_id: str, seq: int) -> str:
+        return f"{run_id}-{seq:05d}"
+
+    @staticmethod
+    def relpath(dataset: str, date: str, name: str) -> str:
+        """A committed file's path below the output (what `scans.segments_file` holds)."""
+        return f"{dataset}/date={date}/{name}.parquet"
+
     def commit(
-        self, run_id: str, seq: int, date: str, segments: list[Segment], recordings: list[RecordingStatus]
+        self, run_id: str, name: str, date: str, rows: dict[str, list[Any]], unredacted: list[Segment] | None = None
     ) -> None:
-        name = f"{run_id}-{seq:05d}"
+        """Commit `rows` (dataset -> records, see DATASETS) as one batch: all files or none."""
 
         def attempt() -> None:
-            moves = self._stage(name, date, segments, recordings)
+            moves = self._stage(name, date, rows, unredacted or [])
             if moves:
                 self._finish(self._mark(name, run_id, moves))
 
@@ -195,14 +242,20 @@ class OutputStore:
             raise OutputError(f"cannot commit to {self.uri}: {err}") from None
 
     def _stage(
-        self, name: str, date: str, segments: list[Segment], recordings: list[RecordingStatus]
+        self, name: str, date: str, rows: dict[str, list[Any]], unredacted: list[Segment]
     ) -> list[dict[str, str]]:
         moves = []
-        for dataset, schema, rows in (("segments", SEGMENTS, segments), ("recordings", RECORDINGS, recordings)):
-            if rows:
+        for dataset, schema in DATASETS.items():
+            if rows.get(dataset):
                 staging = self._p("_staging", f"{name}.{dataset}.parquet")
-                pq.write_table(to_table(rows, schema), staging, filesystem=self.fs, compression="zstd")
-                moves.append({"staging": staging, "final": self._p(dataset, f"date={date}", f"{name}.parquet")})
+                pq.write_table(to_table(rows[dataset], schema), staging, filesystem=self.fs, compression="zstd")
+                moves.append({"staging": staging, "final": self._p(self.relpath(dataset, date, name))})
+        if unredacted and self.unredacted is not None:
+            u = self.unredacted
+            staging = u._p("_staging", self.namespace, f"{name}.segments.parquet")
+            pq.write_table(to_table(unredacted, SEGMENTS), staging, filesystem=u.fs, compression="zstd")
+            final = u._p(self.relpath("segments", date, name))
+            moves.append({"staging": staging, "final": final, "store": "unredacted"})
         return moves
 
     def _mark(self, name: str, run_id: str, moves: list[dict[str, str]]) -> str:
@@ -240,10 +293,41 @@ class OutputStore:
             self.fs.delete_file(marker)
             return
         for m in moves:
-            if self.fs.get_file_info(m["final"]).type == pafs.FileType.File:
-                if self.fs.get_file_info(m["staging"]).type == pafs.FileType.File:
-                    self.fs.delete_file(m["staging"])
+            fs = self.fs
+            if m.get("store") == "unredacted":
+                if self.unredacted is None:
+                    raise OSError(
+                        f"commit {marker} has unredacted segments, but compliance.keep_unredacted_uri is unset"
+                    )
+                fs = self.unredacted.fs
+            if fs.get_file_info(m["final"]).type == pafs.FileType.File:
+                if fs.get_file_info(m["staging"]).type == pafs.FileType.File:
+                    fs.delete_file(m["staging"])
                 continue
-            self.fs.create_dir(m["final"].rsplit("/", 1)[0])
-            self.fs.move(m["staging"], m["final"])
+            fs.create_dir(m["final"].rsplit("/", 1)[0])
+            fs.move(m["staging"], m["final"])
         self.fs.delete_file(marker)
+
+    # -- reading committed files (granite-batch scan) ------------------------------------------
+    def segment_files(self) -> list[str]:
+        """Every committed segments file, relative to the output, oldest date first."""
+        sel = pafs.FileSelector(self._p("segments"), allow_not_found=True, recursive=True)
+        infos = self._again(lambda: self.fs.get_file_info(sel))
+        cut = len(self.root) + 1
+        return sorted(i.path[cut:] for i in infos if i.is_file and i.path.endswith(".parquet"))
+
+    def read_segments(self, relpath: str) -> list[Segment]:
+        table = self._again(lambda: pq.read_table(self._p(relpath), filesystem=self.fs, schema=SEGMENTS))
+        return [Segment.from_row(r) for r in table.to_pylist()]
+
+    def scanned(self, rules: str) -> set[str]:
+        """The segments files already searched with these rules (by a run or a scan)."""
+
+        def read() -> pa.Table | None:
+            if self.fs.get_file_info(self._p("scans")).type == pafs.FileType.NotFound:
+                return None
+            dataset = ds.dataset(self._p("scans"), filesystem=self.fs, format="parquet", partitioning="hive")
+            return dataset.to_table(columns=["segments_file"], filter=ds.field("rules") == rules)
+
+        table = self._again(read)
+        return set(table["segments_file"].to_pylist()) if table is not None else set()

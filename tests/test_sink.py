@@ -73,10 +73,14 @@ def _files(store: OutputStore, folder: str) -> list[str]:
     return [i.path for i in store.fs.get_file_info(sel) if i.is_file]
 
 
+def _commit(store: OutputStore, run: str, segs: list, recs: list, **more: list) -> None:
+    store.commit(run, store.file_name(run, 0), DATE, {"segments": segs, "recordings": recs, **more})
+
+
 def test_commit_publishes_both_datasets_and_history_reads_them(store):
     assert store.prepare("r1") == (0, 0)
     segs, recs = _rows("r1", 3)
-    store.commit("r1", 0, DATE, segs, recs)
+    _commit(store, "r1", segs, recs)
     assert _count(store, "segments") == 3 and _count(store, "recordings") == 3
     assert all(f"/date={DATE}/" in p for p in _files(store, "segments"))
     assert not _files(store, "_staging") and not _files(store, "_commits")
@@ -90,7 +94,7 @@ def test_killed_before_the_marker_leaves_nothing_visible_and_is_cleaned(store, m
     # The driver dies after the staging files are written, before the commit marker.
     monkeypatch.setattr(store, "_mark", _raise(SystemExit))
     with pytest.raises(SystemExit):
-        store.commit("r1", 0, DATE, segs, recs)
+        _commit(store, "r1", segs, recs)
     monkeypatch.undo()
     assert len(_files(store, "_staging")) == 2 and _count(store, "segments") == 0
     assert store.prepare("r2") == (0, 2)  # orphans removed
@@ -103,7 +107,7 @@ def test_killed_after_the_marker_is_finished_by_the_next_run(store, monkeypatch)
     # The driver dies after the marker (the commit point), before moving the files.
     monkeypatch.setattr(store, "_finish", _raise(SystemExit))
     with pytest.raises(SystemExit):
-        store.commit("r1", 0, DATE, segs, recs)
+        _commit(store, "r1", segs, recs)
     monkeypatch.undo()
     assert _count(store, "segments") == 0 and len(_files(store, "_commits")) == 1
     assert store.prepare("r2") == (1, 0)
@@ -114,7 +118,7 @@ def test_killed_after_the_marker_is_finished_by_the_next_run(store, monkeypatch)
 def test_killed_halfway_through_the_moves_is_finished_without_duplicates(store):
     store.prepare("r1")
     segs, recs = _rows("r1", 2)
-    store.commit("r1", 0, DATE, segs, recs)
+    _commit(store, "r1", segs, recs)
     # Replay a marker whose first move already happened (the file is final, its staging gone).
     final = [p for p in _files(store, "segments")][0]
     marker = f"{store.root}/_commits/r1-00000.json"
@@ -138,11 +142,11 @@ def test_a_torn_marker_commits_nothing(store):
 def test_a_later_settlement_wins_in_history(store):
     store.prepare("r1")
     segs, recs = _rows("r1", 1, status="failed")
-    store.commit("r1", 0, DATE, [], recs)
+    _commit(store, "r1", [], recs)
     later = [replace(r, status="ok", run_id="r2", processed_at=datetime.now(timezone.utc)) for r in recs]
-    store.commit("r2", 0, DATE, segs, later)
+    _commit(store, "r2", segs, later)
     skipped = [replace(r, status="skipped", run_id="r3", processed_at=datetime.now(timezone.utc)) for r in recs]
-    store.commit("r3", 0, DATE, [], skipped)
+    _commit(store, "r3", [], skipped)
     (done,) = store.history().values()
     assert (done.status, done.run_id) == ("ok", "r2")
 
@@ -176,3 +180,48 @@ def test_one_run_per_output_at_a_time(store):
     store.release("r2")
     store.lock_stale_s = 600
     assert store.prepare("r3") == (0, 0)  # released: free at once
+
+
+def test_unredacted_segments_commit_with_the_redacted_ones(tmp_path, monkeypatch):
+    """compliance.keep_unredacted_uri: a second store gets the unredacted segments in the same
+    commit; a run killed after the commit point is finished in both stores, one killed before it
+    leaves nothing in either."""
+    raw = OutputStore(str(tmp_path / "raw"))
+    store = OutputStore(str(tmp_path / "out"), lock_stale_s=0, unredacted=raw)
+    store.prepare("r1")
+    segs, recs = _rows("r1", 2)
+    redacted = [replace(s, text="[EMAIL]", words=()) for s in segs]
+    monkeypatch.setattr(store, "_finish", _raise(SystemExit))
+    with pytest.raises(SystemExit):
+        store.commit("r1", "r1-00000", DATE, {"segments": redacted, "recordings": recs}, segs)
+    monkeypatch.undo()
+    assert _count(raw, "segments") == 0 and _count(store, "segments") == 0
+    assert store.prepare("r2") == (1, 0)
+    assert _count(store, "segments") == 2 and _count(raw, "segments") == 2
+    texts = {
+        d: ds.dataset(f"{s.root}/segments", filesystem=s.fs).to_table()["text"].to_pylist()
+        for d, s in (("out", store), ("raw", raw))
+    }
+    assert texts == {"out": ["[EMAIL]"] * 2, "raw": ["hello"] * 2}
+
+    segs, recs = _rows("r2", 1)
+    monkeypatch.setattr(store, "_mark", _raise(SystemExit))
+    with pytest.raises(SystemExit):
+        store.commit("r2", "r2-00000", DATE, {"segments": segs, "recordings": recs}, segs)
+    monkeypatch.undo()
+    assert _files(raw, f"_staging/{store.namespace}")
+    assert store.prepare("r3") == (0, 3)  # two staged here, one in the companion
+    assert not _files(raw, "_staging") and _count(raw, "segments") == 2
+
+
+def test_scanned_and_segment_files_read_back(store):
+    from pipeline.model import Scanned
+
+    store.prepare("r1")
+    segs, recs = _rows("r1", 2)
+    path = store.relpath("segments", DATE, "r1-00000")
+    row = Scanned(path, "r1", "rulesA", 2, 0, 0, datetime.now(timezone.utc))
+    _commit(store, "r1", segs, recs, scans=[row])
+    assert store.segment_files() == [path]
+    assert store.read_segments(path) == segs
+    assert store.scanned("rulesA") == {path} and store.scanned("rulesB") == set()

@@ -1,0 +1,9 @@
+"""Compliance (docs/compliance.md): term hits with their seconds, and PII found, redacted in
+segments and listed in `pii/` without its value. `scan.py` is the pure core; `rules.py` loads what
+to look for; `normalize.py` turns spoken numbers and addresses into written ones; `pii.py` wraps
+presidio; `audio.py` writes redacted audio copies."""
+
+from .rules import Rules, load_rules
+from .scan import Scanned, Scanner
+
+__all__ = ["Rules", "Scanned", "Scanner", "load_rules"]
