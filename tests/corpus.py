@@ -169,9 +169,10 @@ def utterance(name: str) -> Utterance:
 
 
 @functools.cache
-def _espeak_cached(text: str, lang: str) -> np.ndarray:
-    """Synthesize once per (text, lang); see espeak()."""
-    proc = subprocess.run(["espeak-ng", "-v", lang, "--stdout", text], capture_output=True, check=True)
+def _espeak_cached(text: str, lang: str, wpm: int | None = None) -> np.ndarray:
+    """Synthesize once per (text, lang, wpm); see espeak()."""
+    speed = ["-s", str(wpm)] if wpm else []
+    proc = subprocess.run(["espeak-ng", "-v", lang, *speed, "--stdout", text], capture_output=True, check=True)
     wav = proc.stdout
     # espeak-ng streams a canonical 44-byte header with placeholder sizes.
     if wav[:4] != b"RIFF" or wav[36:40] != b"data":
@@ -183,13 +184,14 @@ def _espeak_cached(text: str, lang: str) -> np.ndarray:
     return _frozen(pcm)
 
 
-def espeak(text: str, lang: str) -> np.ndarray:
+def espeak(text: str, lang: str, wpm: int | None = None) -> np.ndarray:
     """Speak ``text`` with espeak-ng voice ``lang``; float32 mono 16 kHz.
 
     Tested voices: en, fr, de, es, pt, ja (any ``espeak-ng --voices`` code
     works).  The ja voice reads kana only: kanji are spelled out in English.
+    ``wpm``: words per minute (espeak-ng's default is 175).
     """
-    return _espeak_cached(text, lang).copy()
+    return _espeak_cached(text, lang, wpm).copy()
 
 
 def silence(seconds: float, rate: int = SPEECH_RATE, noise_dbfs: float | None = None, seed: int = 0) -> np.ndarray:

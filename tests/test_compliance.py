@@ -134,6 +134,13 @@ def test_pii_is_replaced_in_text_and_words_and_listed_without_its_value():
     assert [f.name for f in PII] == list(found.pii[0].to_row()) and "value" not in PII.names
 
 
+def test_a_spelled_iban_is_redacted():
+    spoken = "g b eight two w e s t one two three four five six nine eight seven six five four three two"
+    rules = Rules((), ("iban",), 0.0, 8)
+    (s,) = Scanner(rules, "r").scan([seg(1, 0, 0.0, f"my iban is {spoken} thanks")]).segments
+    assert s.text == "my iban is [IBAN] thanks"
+
+
 def test_hits_never_carry_pii_in_their_words():
     rules = Rules((Term("my card number", "cards"),), ("credit_card",), 0.0, 8)
     found = Scanner(rules, "run1").scan([seg(1, 0, 0.0, f"my card number is {SPOKEN_CARD} ok")])

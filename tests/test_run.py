@@ -99,7 +99,9 @@ def read(out: Path, dataset: str):
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory, tiny_model, moto, inputs):
     tmp = tmp_path_factory.mktemp("run")
-    job = write_job(tmp / "job.yaml", tiny_model, moto)
+    # with compliance on: random weights say nothing it finds, but every commit carries its `scans` row
+    compliance = {"terms": [{"phrase": "off the record", "category": "conduct"}], "redact": ["credit_card", "email"]}
+    job = write_job(tmp / "job.yaml", tiny_model, moto, compliance=compliance)
     rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp / "out")))
     assert rc == 1, err[-3000:]  # 1: some recordings failed (the bad ones), each with a row
     return tmp, job, out, err
@@ -200,6 +202,10 @@ def test_the_run_manifest(clean_run):
     )
     assert m["versions"]["ray"] and m["config"]["input"]["uri"].startswith("s3://")
     assert m["model"]["revisions"][0].startswith("local:")
+    # compliance searched every segments file as it was committed: `scan` with these rules has nothing to do
+    files = sorted(str(p.relative_to(tmp / "out")) for p in (tmp / "out" / "segments").rglob("*.parquet"))
+    scans = read(tmp / "out", "scans").to_pylist()
+    assert sorted(r["segments_file"] for r in scans) == files and {r["scan_id"] for r in scans} == {m["run_id"]}
 
 
 def test_a_rerun_does_no_new_work(clean_run, inputs):

@@ -5,7 +5,8 @@ tokens is a span of words (their times; what to redact).
 
 Numbers go through text2num's `alpha2digit` (en, fr, es, pt, de, it, nl); other languages keep
 their words. Runs of digit groups are then joined ("2 02 4 5 6" -> "202456"): spoken digits are
-said one by one or in pairs, and a card or phone number must be one string for its pattern.
+said one by one or in pairs, and a card or phone number must be one string for its pattern; so are
+codes spelled out letter by letter among digits (an IBAN).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .pii import is_domain
 NUMBER_LANGUAGES = {"en", "fr", "es", "pt", "de", "it", "nl"}
 _CHUNK_WORDS = 300  # alpha2digit and the alignment run on pieces of the word stream this long
 _DIGITS = re.compile(r"\d[\d-]*")
+_SPELLED_MIN = 6
 # Spoken e-mail parts, in the languages text2num covers.
 _AT = {"at", "@", "arobase", "arroba", "chiocciola", "apenstaartje", "klammeraffe"}
 _DOT = {"dot", "point", "punkt", "punto", "ponto", "punt"}
@@ -76,6 +78,25 @@ def _join_digits(tokens: list[Token]) -> list[Token]:
             out[-1] = Token(prev.text + t.text, prev.lo, t.hi)
         else:
             out.append(t)
+    return _join_spelled(out)
+
+
+def _join_spelled(tokens: list[Token]) -> list[Token]:
+    """Codes spelled letter by letter among digits ("g b 82 w e s t 1234...", an IBAN) as one
+    upper-case token: a run of at least `_SPELLED_MIN` single letters and digit groups, with both."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and (len(tokens[j].text) == 1 and tokens[j].text.isalpha() or _DIGITS.fullmatch(tokens[j].text)):
+            j += 1
+        run = tokens[i:j]
+        if len(run) >= _SPELLED_MIN and any(t.text.isalpha() for t in run) and any(t.text[0].isdigit() for t in run):
+            out.append(Token("".join(t.text for t in run).replace("-", "").upper(), run[0].lo, run[-1].hi))
+            i = j
+        else:
+            out.append(tokens[i])
+            i += 1
     return out
 
 

@@ -35,7 +35,8 @@ class ScanReport:
     progress: Progress  # its hits and pii counters
 
 
-def run_scan(cfg: JobConfig, err: TextIO = sys.stderr) -> ScanReport:
+def run_scan(cfg: JobConfig, err: TextIO | None = None) -> ScanReport:
+    err = err or sys.stderr
     if not cfg.output.uri:
         raise ConfigError("scan needs the output to search: `--output` or `output.uri` in the job file")
     rules = rules_of(cfg)
