@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 import soundfile as sf
+import yaml
 
 pytest.importorskip("moonshine_cpp", reason="the bench extra: pip install -e '.[bench]'")
 
@@ -22,6 +23,8 @@ from pipeline.cli import main  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.job import run_job  # noqa: E402
 from tests.compliance_call import REDACT, TERMS, leaked, planted, write_call  # noqa: E402
+
+JOB = Path(__file__).resolve().parents[1] / "jobs" / "compliance-audit.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +35,16 @@ def audit(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
     (tmp / "in").mkdir()
     call = write_call(tmp / "in" / "call.wav")
+    # jobs/compliance-audit.yaml, pointed at this machine's folders
     overrides = {
         "input.uri": str(tmp / "in"),
         "output.uri": str(tmp / "out"),
-        "channels.labels": {0: "agent", 1: "customer"},
-        "compliance.terms": TERMS,
-        "compliance.redact": REDACT,
         "compliance.keep_unredacted_uri": str(tmp / "unredacted"),
         "compliance.redacted_audio_uri": str(tmp / "audio"),
     }
-    cfg = load_config(None, overrides)
+    cfg = load_config(JOB, overrides)
+    assert {t.phrase for t in cfg.compliance.terms} >= {t["phrase"] for t in TERMS}
+    assert set(cfg.compliance.redact) == set(REDACT)
     engine = MoonshineEngine()
     err, logs = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(logs)
@@ -124,29 +127,50 @@ def test_redacted_audio_is_silent_over_pii_on_its_channel_only(audit):
             assert np.abs(audio[a:b, 0]).max() > 0.1
 
 
-def test_scan_adds_terms_after_the_fact(audit, tmp_path, capsys):
+def test_scan_adds_terms_after_the_fact(audit, tmp_path, capsys, monkeypatch):
     tmp, call, overrides, _ = audit
-    job = tmp_path / "audit.yaml"
-    job.write_text(
-        "compliance:\n  terms:\n"
-        + "".join(f"    - {{phrase: {t['phrase']}, category: {t['category']}}}\n" for t in TERMS)
-        + "  redact: [" + ", ".join(REDACT) + "]\n"
-    )  # fmt: skip
-    assert main(["scan", "--output", str(tmp / "out"), "--config", str(job)]) == 0
+    monkeypatch.setenv("GRANITE_BATCH_COMPLIANCE__KEEP_UNREDACTED_URI", overrides["compliance.keep_unredacted_uri"])
+    monkeypatch.setenv("GRANITE_BATCH_COMPLIANCE__REDACTED_AUDIO_URI", overrides["compliance.redacted_audio_uri"])
+    assert main(["scan", "--output", str(tmp / "out"), "--config", str(JOB)]) == 0
     assert "0 searched, 1 already searched" in capsys.readouterr().out  # the run searched with these rules
 
-    job.write_text(
-        job.read_text().replace("  redact:", "    - {phrase: thank you for calling, category: greeting}\n  redact:")
-    )
-    assert main(["scan", "--output", str(tmp / "out"), "--config", str(job)]) == 0
+    job = yaml.safe_load(JOB.read_text())
+    job["compliance"]["terms"].append({"phrase": "thank you for calling", "category": "greeting"})
+    later = tmp_path / "audit.yaml"
+    later.write_text(yaml.safe_dump(job))
+    assert main(["scan", "--output", str(tmp / "out"), "--config", str(later)]) == 0
     assert "1 searched" in capsys.readouterr().out
     hits = rows(tmp / "out", "hits")
     (greeting,) = [h for h in hits if h["phrase"] == "thank you for calling"]
     assert greeting["scan_id"].startswith("scan-") and greeting["channel_label"] == "agent"
     assert greeting["start_s"] <= call.speech[0][1] + 0.5
-    # the terms the run found are found again under the scan's id; PII was redacted already
-    assert sorted(h["phrase"] for h in hits if h["scan_id"] == greeting["scan_id"]) == sorted(
-        [t["phrase"] for t in TERMS] + ["thank you for calling"]
-    )
-    assert main(["scan", "--output", str(tmp / "out"), "--config", str(job)]) == 0
+    # the terms the run found are found again under the scan's id
+    again = sorted(h["phrase"] for h in hits if h["scan_id"] == greeting["scan_id"])
+    assert again == sorted([t["phrase"] for t in TERMS] + ["thank you for calling"])
+    assert main(["scan", "--output", str(tmp / "out"), "--config", str(later)]) == 0
     assert "0 searched, 1 already searched" in capsys.readouterr().out
+
+
+def test_the_audit_queries_in_the_docs_answer(audit):
+    """docs/compliance.md's DuckDB queries, as printed, on this output."""
+    import duckdb
+
+    tmp, call, *_ = audit
+    doc = (JOB.parents[1] / "docs" / "compliance.md").read_text()
+    sql = doc.split("## Audit queries")[1].split("```sql\n")[1].split("```")[0]
+    uri = str(tmp / "in" / "call.wav")
+    statements = [s for s in sql.split(";") if s.strip()]
+    assert len(statements) == 4
+    answers = [
+        duckdb.execute(
+            s.replace("OUTPUT", str(tmp / "out")).replace("s3://acme-archive/voice/2026-10-01/call-0001.wav", uri)
+        ).fetchall()
+        for s in statements
+    ]
+    per_day, to_listen, seconds, pii = answers  # (a scan test may have added a greeting hit)
+    assert {(c, n) for _, c, n, _ in per_day} >= {("conduct", 1), ("mis-selling", 1)}
+    assert to_listen[0][0] == uri and to_listen[0][1] >= 2
+    planted_seconds = [r for r in seconds if r[2] != "greeting"]
+    assert [r[1] for r in planted_seconds] == ["guaranteed returns", "off the record"]
+    assert {r[0] for r in planted_seconds} == {"agent"}
+    assert sorted(r[0] for r in pii) == ["credit_card", "email", "phone_number", "us_ssn"]

@@ -88,7 +88,7 @@ def _join_spelled(tokens: list[Token]) -> list[Token]:
     i = 0
     while i < len(tokens):
         j = i
-        while j < len(tokens) and (len(tokens[j].text) == 1 and tokens[j].text.isalpha() or _DIGITS.fullmatch(tokens[j].text)):
+        while j < len(tokens) and _spellable(tokens[j].text):
             j += 1
         run = tokens[i:j]
         if len(run) >= _SPELLED_MIN and any(t.text.isalpha() for t in run) and any(t.text[0].isdigit() for t in run):
@@ -98,6 +98,10 @@ def _join_spelled(tokens: list[Token]) -> list[Token]:
             out.append(tokens[i])
             i += 1
     return out
+
+
+def _spellable(text: str) -> bool:
+    return len(text) == 1 and text.isalpha() or _DIGITS.fullmatch(text) is not None
 
 
 def _emails(tokens: list[Token]) -> list[Token]:
