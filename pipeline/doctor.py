@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import cpu_torch
-from .config import JobConfig
+from .config import ConfigError, JobConfig
 
 RAY_PIN = "2.60.0"  # pyproject.toml: the cluster image must match the driver
 DECODERS = ("pcm_s16le", "pcm_mulaw", "pcm_alaw", "flac", "mp3", "aac", "vorbis", "opus")
@@ -265,13 +265,11 @@ def check_model(cfg: JobConfig) -> Finding:
 
 def check_output(cfg: JobConfig) -> Finding:
     """Writes and deletes one probe object where the run would write."""
-    from .sink import open_filesystem
+    from .sink import open_filesystem, output_where
 
     uri = cfg.output.uri
     try:
-        fs, root = open_filesystem(
-            uri, cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
-        )
+        fs, root = open_filesystem(uri, *output_where(cfg))
         probe = f"{root}/_doctor-{uuid.uuid4().hex[:8]}"
         fs.create_dir(root)
         with fs.open_output_stream(probe) as f:
@@ -287,6 +285,22 @@ def check_output(cfg: JobConfig) -> Finding:
     return Finding("output", True, f"{uri}: writable")
 
 
+def check_compliance(cfg: JobConfig) -> Finding:
+    """The terms (files too) load, and the PII recognizers work offline on a sample."""
+    from .compliance.apply import rules_of
+    from .compliance.pii import detect
+
+    try:
+        rules = rules_of(cfg)
+        if rules.redact:
+            detect("mail john.smith@example.com", rules.redact, rules.min_score)
+    except ConfigError as err:
+        return Finding("compliance", False, str(err), "fix the terms file or compliance.terms")
+    except Exception as err:
+        return Finding("compliance", False, f"PII detection fails: {type(err).__name__}: {err}", REINSTALL)
+    return Finding("compliance", True, f"{len(rules.terms)} terms; redacting {', '.join(rules.redact) or 'nothing'}")
+
+
 def diagnose(cfg: JobConfig | None) -> list[Finding]:
     found = [check_python(), check_torch_vllm(), *check_companions(), *check_child_imports(), check_av(), check_ray()]
     if cfg is None:
@@ -295,6 +309,8 @@ def diagnose(cfg: JobConfig | None) -> list[Finding]:
     else:
         found.append(check_model(cfg))
         found.append(check_output(cfg) if cfg.output.uri else Finding("output", None, "not checked: no output.uri"))
+        if cfg.compliance.enabled:
+            found.append(check_compliance(cfg))
     return found
 
 

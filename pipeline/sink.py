@@ -84,9 +84,15 @@ def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> t
     return pafs.LocalFileSystem(), path
 
 
+def output_where(cfg: JobConfig) -> tuple[str | None, str | None]:
+    """Endpoint and region of everything the job writes or reads besides its input (outputs, terms
+    files, audio copies): the output's, else the input's."""
+    return cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
+
+
 def output_store(cfg: JobConfig, uri: str) -> OutputStore:
     """The job's output store at `uri`, with its unredacted companion when compliance keeps one."""
-    endpoint, region = cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
+    endpoint, region = output_where(cfg)
     keep = cfg.compliance.keep_unredacted_uri
     unredacted = OutputStore(keep, endpoint, region) if keep else None
     return OutputStore(uri, endpoint, region, cfg.output.lock_stale_s, unredacted)

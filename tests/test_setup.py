@@ -138,8 +138,10 @@ def test_doctor_passes_here_and_checks_model_and_output(tiny_model, tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env=os.environ | {"GRANITE_BATCH_COMPLIANCE__REDACT": '["email", "credit_card"]'},
     )
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok   compliance: 0 terms; redacting email, credit_card" in r.stdout
     for check in ("torch + vLLM", "torchaudio", "PyAV codecs", "Ray", "model", "output"):
         assert f"ok   {check}" in r.stdout, check
     assert r.stdout.rstrip().endswith("everything a run needs is in place")
@@ -155,10 +157,12 @@ def test_doctor_fails_with_fixes_when_a_run_would_fail(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"GRANITE_BATCH_CPU_TORCH": "off"},
+        env=os.environ
+        | {"GRANITE_BATCH_CPU_TORCH": "off", "GRANITE_BATCH_COMPLIANCE__TERMS_FILE": str(tmp_path / "terms.yaml")},
     )
     assert r.returncode == 1
     assert "FAIL model" in r.stdout and "FAIL output" in r.stdout
+    assert "FAIL compliance: compliance.terms_file" in r.stdout and "No such file" in r.stdout
     if cpu_torch.mismatched():  # the hook switched off: the child import breaks as on a fresh machine
         assert "FAIL transformers Granite Speech (child process)" in r.stdout
     assert r.stdout.count("fix: ") >= 2

@@ -9,7 +9,7 @@ from ..assemble import Settled
 from ..config import ConfigError, JobConfig
 from ..decode import DecodeError
 from ..model import PiiSpan, Recording, RecordingStatus
-from ..sink import open_filesystem
+from ..sink import open_filesystem, output_where
 from ..sources import SourceError, cached_source
 from .audio import spans_of, write_to
 from .rules import Rules, load_rules
@@ -18,16 +18,11 @@ from .scan import Scanner
 log = logging.getLogger(__name__)
 
 
-def where(cfg: JobConfig) -> tuple[str | None, str | None]:
-    """Endpoint and region of the job's own files (terms files, audio copies): as the output's."""
-    return cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
-
-
 def rules_of(cfg: JobConfig) -> Rules:
     """The job's rules; a terms file that cannot be read or parsed is a ConfigError."""
 
     def read(uri: str) -> bytes:
-        fs, path = open_filesystem(uri, *where(cfg))
+        fs, path = open_filesystem(uri, *output_where(cfg))
         with fs.open_input_stream(path) as f:
             return f.read()
 
@@ -42,7 +37,7 @@ class Compliance:
         self.scanner = Scanner(self.rules, scan_id)
         self.keep = cfg.compliance.keep_unredacted_uri is not None
         audio = cfg.compliance.redacted_audio_uri
-        self.audio = open_filesystem(audio, *where(cfg)) if audio else None
+        self.audio = open_filesystem(audio, *output_where(cfg)) if audio else None
 
     def apply(self, s: Settled) -> Settled:
         """A settled recording searched and redacted. A failure here fails the recording (no

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from ..model import Hit, PiiSpan, Segment, Word
 from .normalize import Token, normalize
@@ -18,8 +19,11 @@ from .pii import detect
 from .rules import Rules
 
 
+_Row = TypeVar("_Row", Hit, PiiSpan)
+
+
 @dataclass(frozen=True)
-class Scanned:
+class ScanResult:
     segments: list[Segment]  # redacted (the input's order)
     hits: list[Hit]
     pii: list[PiiSpan]
@@ -44,7 +48,7 @@ class Scanner:
         self.rules, self.scan_id, self.fingerprint, self.redacts = rules, scan_id, rules.fingerprint, redacts
         self._term_tokens: dict[str | None, list[tuple[tuple[str, ...], int]]] = {}
 
-    def scan(self, segments: list[Segment]) -> Scanned:
+    def scan(self, segments: list[Segment]) -> ScanResult:
         """One recording's segments (any order)."""
         words = [list(_words_of(s)) for s in segments]
         hits: list[Hit] = []
@@ -56,16 +60,15 @@ class Scanner:
             stream = [words[a.segment][a.word].word for a in at]
             language = segments[idx[0]].language
             tokens = normalize(stream, language)
-            redacted = self._redact(tokens, stream, at, segments, words, pii)
+            redacted = self._redact(tokens, at, segments, words, pii)
             hits += self._hits(tokens, redacted, stream, at, segments, language)
         out = [_rebuilt(s, w) if w != list(_words_of(s)) else s for s, w in zip(segments, words)]
-        return Scanned(out, hits, pii)
+        return ScanResult(out, hits, pii)
 
     # -- PII ----------------------------------------------------------------------------------------
     def _redact(
         self,
         tokens: list[Token],
-        stream: list[str],
         at: list[_At],
         segments: list[Segment],
         words: list[list[Word]],
@@ -147,7 +150,7 @@ class Scanner:
         return self._term_tokens[language]
 
     # -- rows ---------------------------------------------------------------------------------------
-    def _span(self, kind, at: list[_At], segments: list[Segment], lo: int, hi: int, **cols):  # noqa: ANN001
+    def _span(self, kind: type[_Row], at: list[_At], segments: list[Segment], lo: int, hi: int, **cols: Any) -> _Row:
         first, last = at[lo], at[hi - 1]
         s = segments[first.segment]
         return kind(
