@@ -281,3 +281,41 @@ def test_scan_takes_the_output_lock(tmp_path, capsys):
     OutputStore(str(out)).prepare("a-live-run")
     assert main(["scan", "--output", str(out), "--config", str(_job(tmp_path, ["x"]))]) == 3
     assert "run a-live-run is writing" in capsys.readouterr().err
+
+
+def test_redacted_audio_copy_on_s3(moto, tmp_path):
+    """A stereo 8 kHz call: the span is silenced on its channel only, rate and channels kept."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from pipeline.compliance.apply import Compliance
+    from pipeline.model import PiiSpan, Recording
+    from pipeline.sources import open_source
+
+    rate = 8000
+    t = np.arange(rate * 4) / rate
+    tone = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 660 * t)], 1)
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "call.wav", tone, rate, subtype="PCM_16")
+    upload_tree(moto, "redacted", "x", {})
+    overrides = {
+        "input.uri": str(tmp_path / "in"),
+        "output.endpoint_url": moto.endpoint_url,
+        "compliance.redact": ["credit_card"],
+        "compliance.redacted_audio_uri": "s3://redacted/audio",
+        "compliance.audio_pad_s": 0.0,
+    }
+    cfg = load_config(None, overrides)
+    (rec,) = open_source(cfg.input, cfg.filters).recordings()
+    span = PiiSpan(
+        rec.recording_id, rec.source_uri, 1, "customer", 0, "credit_card", 1.0, 2.5, "words", 1.0, True, "r", "x"
+    )
+    Compliance(cfg, "r").write_audio(Recording(rec.source_uri, rec.size_bytes, rec.etag), [span])
+    body = moto.client().get_object(Bucket="redacted", Key=f"audio/{rec.recording_id}.flac")["Body"].read()
+    audio, got_rate = sf.read(io.BytesIO(body), always_2d=True)
+    assert got_rate == rate and audio.shape == tone.shape
+    assert np.abs(audio[int(1.0 * rate) : int(2.5 * rate), 1]).max() == 0.0
+    assert np.abs(audio[int(1.0 * rate) : int(2.5 * rate), 0]).max() > 0.4  # the other channel is kept
+    assert np.abs(audio[: int(1.0 * rate) - 1, 1]).max() > 0.4 and np.abs(audio[int(2.5 * rate) + 1 :, 1]).max() > 0.4
