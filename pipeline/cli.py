@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -78,6 +79,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="job file whose `compliance:` section says what to find")
     p.add_argument("--output", dest="output.uri", metavar="URI", help="the output an earlier run wrote")
+
+
+def _unlock_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", dest="output.uri", metavar="URI", required=True, help="the output whose lock to clear")
+    p.add_argument("--config", metavar="FILE", help="job file (for the output's endpoint and region)")
+    p.add_argument("--endpoint-url", dest="output.endpoint_url", metavar="URL", help="S3-compatible endpoint")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
@@ -191,6 +198,24 @@ def _scan(args: dict[str, Any]) -> int:
     return 0
 
 
+def _unlock(args: dict[str, Any]) -> int:
+    from .sink import output_store
+
+    cfg = _config(args, **{"input.uri": "."})
+    uri = cfg.output.uri or ""
+    held = output_store(cfg, uri).lock().clear()
+    if held is None:
+        print(f"{uri}: no lock")
+        return 0
+    age = time.time() - held.heartbeat
+    print(
+        f"warning: removed the lock of {held.describe()} on {uri} (last heartbeat {age:.0f} s ago). If that run "
+        "is still alive, it stops at its next commit; a new run may start now.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _demo(args: dict[str, Any]) -> int:
     from .demo import run_demo
 
@@ -271,6 +296,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
         _scan_args,
         _scan,
     ),
+    "unlock": ("clear an output's lock by hand (a run that died elsewhere); with a warning", _unlock_args, _unlock),
     "demo": ("offline end-to-end run: test model + bundled audio -> Parquet, queried with DuckDB", _demo_args, _demo),
     "submit": (
         "create the job on Kubernetes (KubeRay RayJob, RayCronJob or CronJob) from a job file",

@@ -72,10 +72,10 @@ class OutputConfig(Section):
     )
     commit_rows: int = Field(200_000, ge=1, description="...or as soon as this many segment rows are waiting.")
     lock_stale_s: float = Field(
-        600.0,
+        60.0,
         gt=0,
-        description="A run holds `_lock.json` and refreshes it at every commit; a lock older than "
-        "this is a dead run's and is taken over (a live one refuses a second run on the same output).",
+        description="The run's lease on the output (`_lock.json`), renewed every quarter of it: a lock not renewed "
+        "this long is a dead run's and is taken over; a dead run on the same machine is taken over at once.",
     )
 
 

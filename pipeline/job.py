@@ -24,7 +24,7 @@ from .progress import Progress
 from .compliance.apply import Compliance
 from .model import BlockResult, CutOutcome, Hit, PiiSpan, Recording, RecordingStatus, Scanned, Segment
 from .runinfo import manifest, new_run_id
-from .sink import OutputStore, output_store
+from .sink import OutputError, OutputStore, output_store
 from .sources import open_source
 
 Item = CutOutcome | BlockResult  # a recording's cut outcome (with its block count), or one transcribed block
@@ -219,7 +219,7 @@ class _Heartbeat:
         while not self._stopped.wait(every_s):
             try:
                 store.heartbeat(run_id)
-            except OSError as err:  # the next commit will fail loudly if the store is really gone
+            except (OSError, OutputError) as err:  # the next commit fails loudly: store gone, or lock taken over
                 print(f"warning: cannot refresh the output lock: {err}", file=sys.stderr)
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ Commit protocol, per batch of settled recordings (docs/run.md#commits):
 A run first finishes every marker it finds (step 3 is idempotent) and deletes staging files that
 no marker names (a run killed before step 2). So readers of `segments/` only ever see whole
 files of committed batches, and a recording is either in exactly one committed batch or redone.
-One run per output prefix at a time, enforced by `_lock.json` (see `_take_lock`).
+One run per output prefix at a time, enforced by `_lock.json` (output_lock.py).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .config import JobConfig
+from .output_lock import LockHeld, OutputLock
 from .model import HITS, PII, RECORDINGS, SCANS, SEGMENTS, Segment, to_table
 
 # The datasets a commit may hold, in the order they are written.
@@ -107,7 +108,7 @@ class OutputStore:
         uri: str,
         endpoint_url: str | None = None,
         region: str | None = None,
-        lock_stale_s: float = 600.0,
+        lock_stale_s: float = 60.0,
         unredacted: OutputStore | None = None,
     ) -> None:
         self.uri, self.lock_stale_s, self.unredacted = uri.rstrip("/"), lock_stale_s, unredacted
@@ -163,36 +164,31 @@ class OutputStore:
             orphans += theirs
         return finished, len(orphans)
 
-    # -- one run per output at a time -----------------------------------------------------------
+    # -- one run per output at a time (output_lock.py) ---------------------------------------
+    def lock(self) -> OutputLock:
+        s3 = None
+        if self.uri.startswith("s3://"):
+            from .sources.s3 import s3_client
+
+            s3 = self._s3 = getattr(self, "_s3", None) or s3_client(*self._where)
+        return OutputLock(self.fs, self._p("_lock.json"), self.uri, self.lock_stale_s, s3)
+
     def _take_lock(self, run_id: str) -> None:
-        """`_lock.json` names the run writing here; the driver refreshes it (`heartbeat`) all along.
-        A fresh lock of another run refuses this one: two runs would delete each other's staging
-        files and transcribe the same recordings twice (a schedule whose runs overlap). A lock not
-        refreshed for `lock_stale_s` is a run that died, and is taken over."""
-        path = self._p("_lock.json")
-        held = None
-        if self.fs.get_file_info(path).type == pafs.FileType.File:
-            with self.fs.open_input_stream(path) as f:
-                try:
-                    held = json.loads(f.read())
-                except ValueError:  # torn by a killed writer: no run holds it
-                    held = None
-        if held and held.get("run_id") != run_id:
-            age = time.time() - float(held.get("heartbeat", 0))
-            if age < self.lock_stale_s:
-                raise OutputError(
-                    f"run {held.get('run_id')} is writing to {self.uri} (last heartbeat {age:.0f} s ago); one run per "
-                    f"output at a time. If it died, this lock expires {self.lock_stale_s - age:.0f} s from now."
-                )
-        self.heartbeat(run_id)
+        try:
+            self.lock().take(run_id)  # also proves the store is writable
+        except LockHeld as err:
+            raise OutputError(str(err)) from None
 
     def heartbeat(self, run_id: str) -> None:
-        with self.fs.open_output_stream(self._p("_lock.json")) as f:
-            f.write(json.dumps({"run_id": run_id, "heartbeat": time.time()}).encode())
+        """Renew this run's lease; OutputError if another run has taken the output over."""
+        try:
+            self.lock().renew(run_id)
+        except LockHeld as err:
+            raise OutputError(str(err)) from None
 
     def release(self, run_id: str) -> None:
         try:
-            self.fs.delete_file(self._p("_lock.json"))
+            self.lock().release(run_id)
         except OSError as err:
             log.warning("could not remove %s/_lock.json: %s", self.uri, err)
 
@@ -236,6 +232,8 @@ class OutputStore:
         self, run_id: str, name: str, date: str, rows: dict[str, list[Any]], unredacted: list[Segment] | None = None
     ) -> None:
         """Commit `rows` (dataset -> records, see DATASETS) as one batch: all files or none."""
+
+        self.heartbeat(run_id)  # still ours: a run taken over (judged dead, or unlocked) stops here
 
         def attempt() -> None:
             moves = self._stage(name, date, rows, unredacted or [])

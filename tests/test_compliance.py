@@ -280,7 +280,7 @@ def test_scan_takes_the_output_lock(tmp_path, capsys):
     out = tmp_path / "out"
     OutputStore(str(out)).prepare("a-live-run")
     assert main(["scan", "--output", str(out), "--config", str(_job(tmp_path, ["x"]))]) == 3
-    assert "run a-live-run is writing" in capsys.readouterr().err
+    assert "run a-live-run (host" in capsys.readouterr().err
 
 
 def test_redacted_audio_copy_on_s3(moto, tmp_path):

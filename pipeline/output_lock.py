@@ -1,0 +1,210 @@
+"""One run per output at a time: `OUTPUT/_lock.json`, a lease the holder renews as it works.
+
+Two runs on one output would delete each other's staging files and transcribe the same recordings
+twice (a schedule whose runs overlap). So a run takes the lock before it touches the output,
+renews it (the driver's heartbeat, every lease/4) and checks it before every commit; a lease not
+renewed for `output.lock_stale_s` belongs to a dead run and is taken over.
+
+A dead holder is often known at once, without waiting out its lease: the lock names its host,
+boot and process (pid and start time), so a run on the same machine sees that the process is gone
+(the run SIGKILLed a moment ago, a container restarted in place) and takes over immediately.
+Elsewhere (a pod rescheduled to another node) the short lease decides.
+
+The lock is created with a conditional write, so two runs that both find it free cannot both
+take it: `O_EXCL` on local paths, `If-None-Match: *` on S3 (AWS, moto; a store that rejects the
+header falls back to write-then-read-back, which narrows the race but cannot close it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+
+class LockHeld(Exception):
+    """Another live run holds the output."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    heartbeat: float  # time.time() of the last renewal
+    host: str
+    boot_id: str  # this host's boot: pids start again after a reboot
+    pid: int
+    pid_start: int | None  # the process's start time (clock ticks after boot): pids are reused
+    pod: str | None  # namespace/name on Kubernetes, for the operator reading the message
+
+    @classmethod
+    def me(cls, run_id: str) -> Holder:
+        pid = os.getpid()
+        ns = os.environ.get("POD_NAMESPACE")
+        pod = os.environ.get("POD_NAME") or (
+            socket.gethostname() if os.environ.get("KUBERNETES_SERVICE_HOST") else None
+        )
+        return cls(
+            run_id,
+            time.time(),
+            socket.gethostname(),
+            _boot_id(),
+            pid,
+            _start_of(pid),
+            f"{ns}/{pod}" if ns and pod else pod,
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> Holder | None:
+        try:
+            d = json.loads(data)
+            return cls(
+                str(d["run_id"]), float(d.get("heartbeat", 0)), str(d.get("host", "")), str(d.get("boot_id", "")),
+                int(d.get("pid", 0)), d.get("pid_start"), d.get("pod"),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):  # torn by a killed writer: no run holds it
+            return None
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    def gone(self) -> str | None:
+        """Why this holder is known to be dead (a process of this machine that no longer runs); None: unknown."""
+        if self.host != socket.gethostname() or not self.pid:
+            return None
+        if self.boot_id and self.boot_id != _boot_id():
+            return "its machine has rebooted since"
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return f"its process {self.pid} on this machine has ended"
+        except PermissionError:
+            pass  # alive, another user's
+        if self.pid_start is not None and _start_of(self.pid) not in (None, self.pid_start):
+            return f"its process {self.pid} on this machine has ended (the pid is another process's now)"
+        return None
+
+    def describe(self) -> str:
+        where = f"pod {self.pod}" if self.pod else f"host {self.host}, pid {self.pid}"
+        return f"run {self.run_id} ({where})"
+
+
+class OutputLock:
+    def __init__(self, fs: pafs.FileSystem, path: str, uri: str, lease_s: float, s3: Any = None) -> None:
+        """`path`: the lock's path on `fs`; `s3`: a boto3 client for conditional creates on S3."""
+        self.fs, self.path, self.uri, self.lease_s, self.s3 = fs, path, uri, lease_s, s3
+
+    def read(self) -> Holder | None:
+        if self.fs.get_file_info(self.path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(self.path) as f:
+            return Holder.parse(f.read())
+
+    def take(self, run_id: str) -> str | None:
+        """Take the lock for `run_id`; returns why an earlier holder's lock was taken over (None: it
+        was free or ours). Raises LockHeld while another live run holds it."""
+        held = self.read()
+        why = None
+        if held is not None and held.run_id != run_id:
+            age = time.time() - held.heartbeat
+            why = held.gone() or (f"no heartbeat for {age:.0f} s" if age >= self.lease_s else None)
+            if why is None:
+                raise LockHeld(
+                    f"{held.describe()} is writing to {self.uri} (last heartbeat {age:.0f} s ago); one run per output "
+                    f"at a time. If it died, this lock expires {self.lease_s - age:.0f} s from now, or clear it with "
+                    f"`granite-batch unlock --output {self.uri}`."
+                )
+            log.warning("taking over the lock of %s on %s: %s", held.describe(), self.uri, why)
+            self.fs.delete_file(self.path)
+            held = None
+        if held is None:
+            if not self._create(Holder.me(run_id).encode()):
+                now = self.read()
+                raise LockHeld(f"{now.describe() if now else 'another run'} took the lock of {self.uri} first")
+        else:
+            self.renew(run_id)
+        return why
+
+    def renew(self, run_id: str) -> None:
+        """The heartbeat: refresh our lease; raises LockHeld if another run has taken it over (it
+        judged us dead, or an operator ran `unlock`): we must stop writing."""
+        held = self.read()
+        if held is not None and held.run_id != run_id:
+            raise LockHeld(f"{held.describe()} has taken over the lock of {self.uri}; this run stops")
+        if held is None:  # cleared by `unlock`, nobody took it: ours again
+            if not self._create(Holder.me(run_id).encode()):
+                raise LockHeld(f"another run has taken over the lock of {self.uri}; this run stops")
+            return
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(Holder.me(run_id).encode())
+
+    def release(self, run_id: str) -> None:
+        held = self.read()
+        if held is not None and held.run_id == run_id:
+            self.fs.delete_file(self.path)
+
+    def clear(self) -> Holder | None:
+        """`granite-batch unlock`: remove whatever lock there is; returns its holder."""
+        held = self.read()
+        if self.fs.get_file_info(self.path).type == pafs.FileType.File:
+            self.fs.delete_file(self.path)
+        return held
+
+    def _create(self, data: bytes) -> bool:
+        """Create the lock only if it does not exist; False if another run created it first."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        if self.s3 is not None:
+            return self._create_s3(data)
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(data)
+        return self.read() == Holder.parse(data)
+
+    def _create_s3(self, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = self.path.partition("/")
+        try:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            if code not in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+                raise OSError(f"cannot create {self.uri}/_lock.json: {err}") from None
+        log.warning(
+            "%s does not take conditional writes (If-None-Match); the lock falls back to write-then-read", self.uri
+        )
+        self.s3 = None
+        return self._create(data)
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after the command in parentheses
+    except (OSError, ValueError, IndexError):
+        return None
