@@ -11,7 +11,7 @@ boot and process (pid and start time), so a run on the same machine sees that th
 Elsewhere (a pod rescheduled to another node) the short lease decides.
 
 The lock is created with a conditional write, so two runs that both find it free cannot both
-take it: `O_EXCL` on local paths, `If-None-Match: *` on S3 (AWS, moto; a store that rejects the
+take it: `O_EXCL` on local paths, `If-None-Match: *` on S3 (AWS, moto, Ceph RGW; a store that rejects the
 header falls back to write-then-read-back, which narrows the race but cannot close it).
 """
 

@@ -94,3 +94,11 @@ def test_creates_are_conditional_locally_and_on_s3(tmp_path, moto):
     assert s3lock.read().run_id == "a"
     store.release("b")  # not b's: kept
     assert s3lock.read().run_id == "a"
+
+
+@pytest.mark.ceph
+def test_ceph_rgw_takes_conditional_creates(ceph):
+    upload_tree(ceph, "locks", "x", {})
+    lock = OutputStore("s3://locks/out", ceph.endpoint_url).lock()
+    assert lock._create(Holder.me("a").encode()) and not lock._create(Holder.me("b").encode())
+    assert lock.s3 is not None and lock.read().run_id == "a"  # no fallback: RGW refused the second with 412
