@@ -281,6 +281,11 @@ class RunConfig(Section):
     retry_failed: bool = Field(
         False, description="Also redo recordings that failed in an earlier run (default: skipped)."
     )
+    skipped_rows: bool = Field(
+        False,
+        description="Also write a `skipped` recordings row for every recording an earlier run settled "
+        "(a row per recording per run; off: they are counted in the manifest and summary only).",
+    )
     progress_every_s: float = Field(
         10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal."
     )

@@ -74,14 +74,14 @@ def run_demo(output: Path) -> int:
             f"listed {audio}, decoded each file and channel, cut ~4 s blocks at pauses, transcribed them with "
             f"the test model through vLLM ({p.ok} ok, {p.failed} failed), and committed"
         )
-        again = "Run it again: nothing is redone (every recording is `skipped`)."
+        again = "Run it again: nothing is redone (every recording is skipped: done before)."
     else:
         did = f"listed {audio}; every recording was done by an earlier run into this output, so all are skipped"
         again = f"Delete {out} to run it from scratch."
     print(f"""
 Done in {time.monotonic() - t0:.0f} s. What it did: {did}. The output:
   {out}/segments/     one row per segment, on the source timeline (Parquet, by date)
-  {out}/recordings/   one row per recording and run: ok, failed (with the reason) or skipped
+  {out}/recordings/   one row per recording a run settled: ok, or failed (with the reason)
   {report.manifest_uri}   this run's manifest
 {again} The model was random, so the texts are noise.
 Real transcripts: granite-batch run --input s3://bucket/calls --output s3://bucket/transcripts \\

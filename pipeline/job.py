@@ -2,8 +2,9 @@
 
 No Ray here: `Backend` (ray_run/) turns a window of recordings into a stream of cut outcomes
 and block results; this module lists, skips what earlier runs did, assembles, commits every
-`output.commit_every_s`, shows progress and writes the run manifest. Every listed recording gets
-exactly one `recordings` row per run: ok, failed (with the reason) or skipped.
+`output.commit_every_s`, shows progress and writes the run manifest. Every recording the run
+settles gets exactly one `recordings` row: ok or failed (with the reason); the ones earlier runs
+did are counted as skipped (a row each only with `run.skipped_rows`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class _Committer:
         self.hits.extend(settled.hits)
         self.pii.extend(settled.pii)
         self.unredacted.extend(settled.unredacted)
-        if len(self.segments) >= self.max_rows:
+        if len(self.segments) >= self.max_rows or len(self.recordings) >= self.max_rows:
             self.flush()
 
     def tick(self) -> None:
@@ -171,14 +172,19 @@ class _Run:
         self.size_of: dict[str, int] = {}  # recordings in flight
 
     def skip_done(self, window: list[Recording]) -> list[Recording]:
-        """Settle as `skipped` what earlier runs did; return the rest."""
+        """Count as skipped what earlier runs did (and with `run.skipped_rows`, write a row for
+        each); return the rest."""
         todo = []
-        for rec in window:
-            prev = self.history.get(rec.recording_id)
-            if prev and (prev.status == "ok" or not self.cfg.run.retry_failed):
-                row = RecordingStatus.of(rec, self.run_id, "skipped", previous_run_id=prev.run_id)
-                self.progress.add(row, rec.size_bytes)
-                self.committer.add(Settled(row, []))
+        found, ok, runs = self.history.find([r.recording_id for r in window])
+        skip = found & (ok | (not self.cfg.run.retry_failed))
+        for rec, skipped, run in zip(window, skip.tolist(), runs.tolist()):
+            if skipped:
+                self.progress.skip(rec.size_bytes)
+                if self.cfg.run.skipped_rows:
+                    prev = self.history.run_id(run)
+                    self.committer.add(
+                        Settled(RecordingStatus.of(rec, self.run_id, "skipped", previous_run_id=prev), [])
+                    )
             else:
                 todo.append(rec)
                 self.size_of[rec.recording_id] = rec.size_bytes

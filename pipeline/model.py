@@ -18,6 +18,7 @@ record, its schema entry, and the code that fills it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -61,7 +62,7 @@ class Recording(_Row):
     last_modified: datetime | None = None
     version_id: str | None = None
 
-    @property
+    @functools.cached_property
     def recording_id(self) -> str:
         # URI + etag: a changed object is a new recording; the same object keeps its id across runs.
         return hashlib.sha256(f"{self.source_uri}\n{self.etag}".encode()).hexdigest()[:24]

@@ -54,10 +54,14 @@ class Progress:
         self.hits.update(h.category or "(none)" for h in hits)
         self.pii.update(p.entity_type for p in pii)
 
+    def skip(self, size: int) -> None:
+        """A recording an earlier run settled."""
+        self.skipped += 1
+        self.listed_bytes -= size  # no work: out of the ETA
+
     def add(self, row: RecordingStatus, size: int, segments: list[Segment] | None = None) -> None:
         if row.status == "skipped":
-            self.skipped += 1
-            self.listed_bytes -= size  # no work: out of the ETA
+            self.skip(size)
             return
         self.settled_bytes += size
         if row.status == "ok":

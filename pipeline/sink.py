@@ -26,19 +26,21 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .config import JobConfig
+from .history import History
 from .output_lock import LockHeld, OutputLock
 from .model import HITS, PII, RECORDINGS, SCANS, SEGMENTS, Segment, to_table
 
+_HISTORY = ["recording_id", "status", "run_id", "processed_at"]
 # The datasets a commit may hold, in the order they are written.
 DATASETS: dict[str, pa.Schema] = {
     "segments": SEGMENTS,
@@ -55,14 +57,6 @@ log = logging.getLogger(__name__)
 
 class OutputError(Exception):
     """The output store cannot be read or written; the run stops and commits nothing more."""
-
-
-@dataclass(frozen=True)
-class Done:
-    """What an earlier run settled for a recording."""
-
-    status: str
-    run_id: str
 
 
 def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> tuple[pafs.FileSystem, str]:
@@ -192,21 +186,17 @@ class OutputStore:
         except OSError as err:
             log.warning("could not remove %s/_lock.json: %s", self.uri, err)
 
-    def history(self) -> dict[str, Done]:
-        """recording_id -> its latest ok/failed settlement by earlier runs."""
+    def history(self) -> History:
+        """The latest ok/failed settlement of every recording by earlier runs, read in batches
+        (history.py: bounded memory for millions of recordings)."""
         try:
-            table = self._again(self._settlements)
-        except (OSError, pa.ArrowInvalid) as err:
+            return self._again(self._settlements)
+        except (OSError, pa.ArrowInvalid, ValueError) as err:
             raise OutputError(f"cannot read earlier runs from {self.uri}/recordings: {err}") from None
-        if table is None:
-            return {}
-        table = table.sort_by("processed_at")  # a later settlement (a retried failure) wins
-        ids, status, runs = (table[c].to_pylist() for c in ("recording_id", "status", "run_id"))
-        return {rid: Done(st, run) for rid, st, run in zip(ids, status, runs)}
 
-    def _settlements(self) -> pa.Table | None:
+    def _settlements(self) -> History:
         if self.fs.get_file_info(self._p("recordings")).type == pafs.FileType.NotFound:
-            return None
+            return History.from_batches([])
         dataset = ds.dataset(
             self._p("recordings"),
             filesystem=self.fs,
@@ -214,9 +204,16 @@ class OutputStore:
             partitioning="hive",
             exclude_invalid_files=False,
         )
-        return dataset.to_table(
-            columns=["recording_id", "status", "run_id", "processed_at"], filter=ds.field("status") != "skipped"
-        )
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            # file by file, a few thousand rows at a time: a dataset scan decodes whole row groups
+            # several at once, which doubled the driver's peak memory on a big history
+            for fragment in dataset.get_fragments():
+                with self.fs.open_input_file(fragment.path) as f:
+                    for b in pq.ParquetFile(f).iter_batches(batch_size=1 << 16, columns=_HISTORY, use_threads=False):
+                        yield b.filter(pc.not_equal(b.column("status"), "skipped"))
+
+        return History.from_batches(batches(), dataset.count_rows())  # footers only: an upper bound
 
     # -- during a run -------------------------------------------------------------------------
     @staticmethod

@@ -85,7 +85,7 @@ def test_commit_publishes_both_datasets_and_history_reads_them(store):
     assert all(f"/date={DATE}/" in p for p in _files(store, "segments"))
     assert not _files(store, "_staging") and not _files(store, "_commits")
     hist = store.history()
-    assert {h.status for h in hist.values()} == {"ok"} and len(hist) == 3
+    assert {hist.get(r.recording_id).status for r in recs} == {"ok"} and len(hist) == 3
 
 
 def test_killed_before_the_marker_leaves_nothing_visible_and_is_cleaned(store, monkeypatch):
@@ -98,7 +98,7 @@ def test_killed_before_the_marker_leaves_nothing_visible_and_is_cleaned(store, m
     monkeypatch.undo()
     assert len(_files(store, "_staging")) == 2 and _count(store, "segments") == 0
     assert store.prepare("r2") == (0, 2)  # orphans removed
-    assert not _files(store, "_staging") and store.history() == {}
+    assert not _files(store, "_staging") and len(store.history()) == 0
 
 
 def test_killed_after_the_marker_is_finished_by_the_next_run(store, monkeypatch):
@@ -149,7 +149,9 @@ def test_a_later_settlement_wins_in_history(store):
     skipped = [replace(r, status="skipped", run_id="r3", processed_at=datetime.now(timezone.utc)) for r in recs]
     store.prepare("r3")
     _commit(store, "r3", [], skipped)
-    (done,) = store.history().values()
+    hist = store.history()
+    assert len(hist) == 1
+    done = hist.get(recs[0].recording_id)
     assert (done.status, done.run_id) == ("ok", "r2")
 
 
