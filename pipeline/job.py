@@ -126,11 +126,11 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     recovered = store.prepare(run_id)
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err, compliance)
     heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
-    source = open_source(cfg.input, cfg.filters)
-    run.progress.not_listed = source.stats  # filled in as the listing is consumed
-    listing = _counted(source.recordings(), run.progress)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
     try:
+        source = open_source(cfg.input, cfg.filters)
+        run.progress.not_listed = source.stats  # filled in as the listing is consumed
+        listing = _counted(source.recordings(), run.progress)
         for window in windows(listing, cfg.run.window_recordings):
             todo = run.skip_done(window)
             if todo:
@@ -139,6 +139,8 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     except BaseException:
         with contextlib.suppress(Exception):
             run.committer.flush()  # what is settled is complete: keep it, so a re-run does less
+        with contextlib.suppress(Exception):
+            store.release(run_id)  # this run is over: the next may start at once
         raise
     finally:
         if backend is not None:

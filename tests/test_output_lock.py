@@ -102,3 +102,11 @@ def test_ceph_rgw_takes_conditional_creates(ceph):
     lock = OutputStore("s3://locks/out", ceph.endpoint_url).lock()
     assert lock._create(Holder.me("a").encode()) and not lock._create(Holder.me("b").encode())
     assert lock.s3 is not None and lock.read().run_id == "a"  # no fallback: RGW refused the second with 412
+
+
+def test_a_run_that_fails_releases_its_lock(tmp_path, capsys):
+    """A run that stops on an error (here: its input does not exist) leaves the output free at once."""
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(tmp_path / "missing"), "--output", str(out)]) == 2
+    assert f"input {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    assert not (out / "_lock.json").exists()
