@@ -174,11 +174,14 @@ class OutputStore:
             raise OutputError(str(err)) from None
 
     def heartbeat(self, run_id: str) -> None:
-        """Renew this run's lease; OutputError if another run has taken the output over."""
+        """Renew this run's lease; OutputError if another run has taken the output over, or the
+        store cannot be written."""
         try:
-            self.lock().renew(run_id)
+            self._again(lambda: self.lock().renew(run_id))
         except LockHeld as err:
             raise OutputError(str(err)) from None
+        except OSError as err:
+            raise OutputError(f"cannot refresh the lock of {self.uri}: {err}") from None
 
     def release(self, run_id: str) -> None:
         try:
@@ -230,15 +233,16 @@ class OutputStore:
     ) -> None:
         """Commit `rows` (dataset -> records, see DATASETS) as one batch: all files or none."""
 
-        self.heartbeat(run_id)  # still ours: a run taken over (judged dead, or unlocked) stops here
-
         def attempt() -> None:
+            self.lock().renew(run_id)  # still ours: a run taken over (judged dead, or unlocked) stops here
             moves = self._stage(name, date, rows, unredacted or [])
             if moves:
                 self._finish(self._mark(name, run_id, moves))
 
         try:
             self._again(attempt)
+        except LockHeld as err:
+            raise OutputError(str(err)) from None
         except OSError as err:
             raise OutputError(f"cannot commit to {self.uri}: {err}") from None
 

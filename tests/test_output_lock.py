@@ -97,7 +97,9 @@ def test_creates_are_conditional_locally_and_on_s3(tmp_path, moto):
 
 
 @pytest.mark.ceph
-def test_ceph_rgw_takes_conditional_creates(ceph):
+def test_ceph_rgw_takes_conditional_creates(ceph, monkeypatch):
+    for k, v in ceph.env(endpoint=False).items():  # moto's credentials may be the session's last set
+        monkeypatch.setenv(k, v)
     upload_tree(ceph, "locks", "x", {})
     lock = OutputStore("s3://locks/out", ceph.endpoint_url).lock()
     assert lock._create(Holder.me("a").encode()) and not lock._create(Holder.me("b").encode())
