@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import cpu_torch
 from .config import ConfigError, JobConfig, load_config
 from .engines.model_source import ModelSourceError
@@ -187,12 +185,7 @@ def _run(args: dict[str, Any]) -> int:
 def _scan(args: dict[str, Any]) -> int:
     from .compliance.rescan import run_scan, summary
 
-    try:
-        job = yaml.safe_load(Path(args["config"]).read_text()) if args["config"] else None
-    except (OSError, yaml.YAMLError):
-        job = None  # load_config says what is wrong with it
-    # scan reads no input: a job file without `input:` needs none
-    cfg = _config(args) if isinstance(job, dict) and "input" in job else _config(args, **{"input.uri": "."})
+    cfg = _config(args, **{"input.uri": "."})  # scan reads no input: a job file without `input:` needs none
     report = run_scan(cfg)
     print(summary(report, cfg.output.uri or ""))
     return 0

@@ -153,8 +153,10 @@ class OutputLock:
     def clear(self) -> Holder | None:
         """`granite-batch unlock`: remove whatever lock there is; returns its holder."""
         held = self.read()
-        if self.fs.get_file_info(self.path).type == pafs.FileType.File:
-            self.fs.delete_file(self.path)
+        try:
+            self.fs.delete_file(self.path)  # torn (unparsable) locks too
+        except FileNotFoundError:
+            pass
         return held
 
     def _create(self, data: bytes) -> bool:

@@ -116,8 +116,8 @@ class Progress:
             )
         if self.hits or self.pii:
             lines.append(
-                f"  compliance  {sum(self.hits.values())} term hits ({_counts(self.hits)}); "
-                f"{sum(self.pii.values())} PII spans redacted ({_counts(self.pii)})"
+                f"  compliance  {sum(self.hits.values())} term hits ({counts(self.hits)}); "
+                f"{sum(self.pii.values())} PII spans redacted ({counts(self.pii)})"
             )
         n = self.not_listed
         if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers:
@@ -148,5 +148,6 @@ class Progress:
         }
 
 
-def _counts(c: Counter[str]) -> str:
+def counts(c: Counter[str]) -> str:
+    """`a 3, b 1` (most first), or `none`."""
     return ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none"

@@ -108,6 +108,7 @@ class OutputStore:
         self.uri, self.lock_stale_s, self.unredacted = uri.rstrip("/"), lock_stale_s, unredacted
         self._where = (endpoint_url, region)
         self.fs, self.root = open_filesystem(uri, endpoint_url, region)
+        self._s3: Any = None  # a boto3 client for the lock's conditional creates, made when first needed
         # This store's staging folder in a companion shared by several outputs.
         self.namespace = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
 
@@ -160,12 +161,11 @@ class OutputStore:
 
     # -- one run per output at a time (output_lock.py) ---------------------------------------
     def lock(self) -> OutputLock:
-        s3 = None
-        if self.uri.startswith("s3://"):
+        if self.uri.startswith("s3://") and self._s3 is None:
             from .sources.s3 import s3_client
 
-            s3 = self._s3 = getattr(self, "_s3", None) or s3_client(*self._where)
-        return OutputLock(self.fs, self._p("_lock.json"), self.uri, self.lock_stale_s, s3)
+            self._s3 = s3_client(*self._where)
+        return OutputLock(self.fs, self._p("_lock.json"), self.uri, self.lock_stale_s, self._s3)
 
     def _take_lock(self, run_id: str) -> None:
         try:

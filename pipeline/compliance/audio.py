@@ -8,6 +8,7 @@ as 16-bit: listening copies, not archival masters.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import Iterable
 from typing import BinaryIO
@@ -45,18 +46,13 @@ def write_redacted(src: BinaryIO, dst: BinaryIO, spans: Spans) -> float:
             enc = out.add_stream("flac", rate=rate, layout=layout.name)
             pos = 0  # samples per channel written so far
             try:
-                frames = inp.decode(stream)
-                for frame in frames:
+                # every decoded frame, then None: the resampler's flush
+                for frame in itertools.chain(inp.decode(stream), [None]):
                     for f in to_s16.resample(frame):
                         x = f.to_ndarray().reshape(-1, channels).copy()  # packed s16: (n, channels)
                         silenced += _silence(x, pos, rate, spans)
+                        _encode(out, enc, x, layout.name, rate, pos)
                         pos += x.shape[0]
-                        _encode(out, enc, x, layout.name, rate, pos - x.shape[0])
-                for f in to_s16.resample(None):
-                    x = f.to_ndarray().reshape(-1, channels).copy()
-                    silenced += _silence(x, pos, rate, spans)
-                    pos += x.shape[0]
-                    _encode(out, enc, x, layout.name, rate, pos - x.shape[0])
             except av.FFmpegError as err:
                 raise DecodeError(f"redacted audio: decoding failed at {pos / rate:.2f} s: {err}") from None
             for packet in enc.encode(None):

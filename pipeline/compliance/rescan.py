@@ -19,7 +19,7 @@ from typing import TextIO
 
 from ..config import ConfigError, JobConfig
 from ..model import Scanned, Segment
-from ..progress import Progress
+from ..progress import Progress, counts
 from ..runinfo import new_run_id, redact, versions
 from ..sink import output_store
 from .apply import rules_of
@@ -63,8 +63,8 @@ def run_scan(cfg: JobConfig, err: TextIO | None = None) -> ScanReport:
                 hits += found.hits
                 pii += found.pii
             row = Scanned(path, scan_id, rules.fingerprint, len(by_recording), len(hits), len(pii), started)
+            # (a commit renews the lock first: a scan taken over stops here)
             store.commit(scan_id, store.file_name(scan_id, seq), date, {"hits": hits, "pii": pii, "scans": [row]})
-            store.heartbeat(scan_id)
             progress.found(hits, pii)
             recordings += len(by_recording)
             print(f"  {path}: {len(hits)} hits, {len(pii)} pii", file=err)
@@ -96,7 +96,7 @@ def summary(r: ScanReport, output: str) -> str:
             f"scan {r.scan_id}: {output}",
             f"  segments files  {r.files} searched, {r.already} already searched with these rules",
             f"  recordings      {r.recordings}",
-            f"  hits            {sum(p.hits.values())} ({', '.join(f'{k} {v}' for k, v in p.hits.most_common()) or 'none'})",
-            f"  pii             {sum(p.pii.values())} ({', '.join(f'{k} {v}' for k, v in p.pii.most_common()) or 'none'})",
+            f"  hits            {sum(p.hits.values())} ({counts(p.hits)})",
+            f"  pii             {sum(p.pii.values())} ({counts(p.pii)})",
         ]
     )

@@ -9,6 +9,7 @@ their segment's.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -51,6 +52,7 @@ class Scanner:
     def scan(self, segments: list[Segment]) -> ScanResult:
         """One recording's segments (any order)."""
         words = [list(_words_of(s)) for s in segments]
+        touched: set[int] = set()  # segments with a word redacted
         hits: list[Hit] = []
         pii: list[PiiSpan] = []
         order = sorted(range(len(segments)), key=lambda k: (segments[k].channel, segments[k].segment_index))
@@ -60,9 +62,9 @@ class Scanner:
             stream = [words[a.segment][a.word].word for a in at]
             language = segments[idx[0]].language
             tokens = normalize(stream, language)
-            redacted = self._redact(tokens, at, segments, words, pii)
+            redacted = self._redact(tokens, at, segments, words, pii, touched)
             hits += self._hits(tokens, redacted, stream, at, segments, language)
-        out = [_rebuilt(s, w) if w != list(_words_of(s)) else s for s, w in zip(segments, words)]
+        out = [_rebuilt(s, words[k]) if k in touched else s for k, s in enumerate(segments)]
         return ScanResult(out, hits, pii)
 
     # -- PII ----------------------------------------------------------------------------------------
@@ -73,20 +75,25 @@ class Scanner:
         segments: list[Segment],
         words: list[list[Word]],
         pii: list[PiiSpan],
+        touched: set[int],
     ) -> dict[int, str]:
-        """Find PII in the channel's tokens, replace its words in `words`, add its `pii` rows;
-        returns the stream positions redacted: the first of a span -> its `[TYPE]`, the rest -> ""."""
+        """Find PII in the channel's tokens, replace its words in `words` (adding their segments to
+        `touched`), add its `pii` rows; returns the stream positions redacted: the first of a span
+        -> its `[TYPE]`, the rest -> ""."""
         redacted: dict[int, str] = {}
         if not self.rules.redact or not tokens:
             return redacted
         text, starts = _joined(tokens)
         for f in detect(text, self.rules.redact, self.rules.min_score):
-            inside = [t for t, s in zip(tokens, starts) if s < f.end and s + len(t.text) > f.start]
+            # the tokens the finding overlaps: found by bisection, not by a pass over the channel per finding
+            a, b = max(bisect.bisect_right(starts, f.start) - 1, 0), bisect.bisect_left(starts, f.end)
+            inside = [t for t, s in zip(tokens[a:b], starts[a:b]) if s + len(t.text) > f.start]
             lo, hi = min(t.lo for t in inside), max(t.hi for t in inside)
             pii.append(self._span(PiiSpan, at, segments, lo, hi, entity_type=f.entity_type, score=f.score))
             placeholder = f"[{f.entity_type.upper()}]"
             redacted.update({p: "" for p in range(lo, hi)} | {lo: placeholder})
             for seg, run in itertools.groupby(range(lo, hi), key=lambda p: at[p].segment):
+                touched.add(seg)
                 pos = [at[p].word for p in run]
                 first, last = words[seg][pos[0]], words[seg][pos[-1]]
                 timed = first.start_s is not None and last.end_s is not None
@@ -95,8 +102,8 @@ class Scanner:
                 )
                 for j in pos[1:]:
                     words[seg][j] = _GONE
-        for w in words:
-            w[:] = [x for x in w if x is not _GONE]
+        for seg in touched:
+            words[seg][:] = [x for x in words[seg] if x is not _GONE]
         return redacted
 
     # -- terms --------------------------------------------------------------------------------------
@@ -195,8 +202,8 @@ def _joined(tokens: list[Token]) -> tuple[str, list[int]]:
 
 def _around(shown: list[str], lo: int, hi: int, n: int) -> str:
     """Words [lo, hi) with `n` shown words either side (a redacted span counts as one)."""
-    before = [w for w in shown[:lo] if w][-n:] if n else []
-    after = [w for w in shown[hi:] if w][:n]
+    before = list(itertools.islice((shown[i] for i in range(lo - 1, -1, -1) if shown[i]), n))[::-1]
+    after = list(itertools.islice((shown[i] for i in range(hi, len(shown)) if shown[i]), n))
     return " ".join(before + [w for w in shown[lo:hi] if w] + after)
 
 
