@@ -23,11 +23,12 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import pyarrow.fs as pafs
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LockHeld(Exception):
@@ -97,15 +98,21 @@ class Holder:
 
 
 class OutputLock:
-    def __init__(self, fs: pafs.FileSystem, path: str, uri: str, lease_s: float, s3: Any = None) -> None:
-        """`path`: the lock's path on `fs`; `s3`: a boto3 client for conditional creates on S3."""
-        self.fs, self.path, self.uri, self.lease_s, self.s3 = fs, path, uri, lease_s, s3
+    """`path`: the lock's local path, or `bucket/key` with `s3` (a boto3 client) on S3.
+
+    On S3 every operation is one plain request (GET, single-part PUT, DELETE) through boto3,
+    never a multipart upload: a multipart completion answered with an error inside a 200 OK (a
+    throttling store) may still be completing when its retry runs, so the lock could reappear
+    after its holder deleted it."""
+
+    def __init__(self, path: str, uri: str, lease_s: float, s3: Any = None) -> None:
+        self.path, self.uri, self.lease_s, self.s3 = path, uri, lease_s, s3
+        bucket, _, key = path.partition("/")
+        self._at = {"Bucket": bucket, "Key": key}
 
     def read(self) -> Holder | None:
-        if self.fs.get_file_info(self.path).type != pafs.FileType.File:
-            return None
-        with self.fs.open_input_stream(self.path) as f:
-            return Holder.parse(f.read())
+        data = self._get()
+        return None if data is None else Holder.parse(data)
 
     def take(self, run_id: str) -> str | None:
         """Take the lock for `run_id`; returns why an earlier holder's lock was taken over (None: it
@@ -122,10 +129,10 @@ class OutputLock:
                     f"`granite-batch unlock --output {self.uri}`."
                 )
             log.warning("taking over the lock of %s on %s: %s", held.describe(), self.uri, why)
-            self.fs.delete_file(self.path)
+            self._delete()
             held = None
         if held is None:
-            if not self._create(Holder.me(run_id).encode()):
+            if not self._create(Holder.me(run_id)):
                 now = self.read()
                 raise LockHeld(f"{now.describe() if now else 'another run'} took the lock of {self.uri} first")
         else:
@@ -139,29 +146,26 @@ class OutputLock:
         if held is not None and held.run_id != run_id:
             raise LockHeld(f"{held.describe()} has taken over the lock of {self.uri}; this run stops")
         if held is None:  # cleared by `unlock`, nobody took it: ours again
-            if not self._create(Holder.me(run_id).encode()):
+            if not self._create(Holder.me(run_id)):
                 raise LockHeld(f"another run has taken over the lock of {self.uri}; this run stops")
             return
-        with self.fs.open_output_stream(self.path) as f:
-            f.write(Holder.me(run_id).encode())
+        self._put(Holder.me(run_id).encode())
 
     def release(self, run_id: str) -> None:
         held = self.read()
         if held is not None and held.run_id == run_id:
-            self.fs.delete_file(self.path)
+            self._delete()
 
     def clear(self) -> Holder | None:
-        """`granite-batch unlock`: remove whatever lock there is; returns its holder."""
+        """`granite-batch unlock`: remove whatever lock there is (torn ones too); returns its holder."""
         held = self.read()
-        try:
-            self.fs.delete_file(self.path)  # torn (unparsable) locks too
-        except FileNotFoundError:
-            pass
+        self._delete()
         return held
 
-    def _create(self, data: bytes) -> bool:
+    def _create(self, me: Holder) -> bool:
         """Create the lock only if it does not exist; False if another run created it first."""
-        if isinstance(self.fs, pafs.LocalFileSystem):
+        data = me.encode()
+        if self.s3 is None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -170,30 +174,68 @@ class OutputLock:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             return True
-        if self.s3 is not None:
-            return self._create_s3(data)
-        with self.fs.open_output_stream(self.path) as f:
-            f.write(data)
-        return self.read() == Holder.parse(data)
-
-    def _create_s3(self, data: bytes) -> bool:
-        from botocore.exceptions import ClientError
-
-        bucket, _, key = self.path.partition("/")
-        try:
-            self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        _, code = self._s3(
+            "create", lambda: self.s3.put_object(**self._at, Body=data, IfNoneMatch="*"), _REFUSED | _UNSUPPORTED
+        )
+        if code is None:
             return True
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            if code not in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
-                raise OSError(f"cannot create {self.uri}/_lock.json: {err}") from None
+        if code in _REFUSED:  # another run's, or ours: the SDK retried a create whose answer was lost
+            return self.read() == me
         log.warning(
             "%s does not take conditional writes (If-None-Match); the lock falls back to write-then-read", self.uri
         )
-        self.s3 = None
-        return self._create(data)
+        if self.read() is not None:
+            return False
+        self._put(data)
+        return self.read() == me  # narrows the race; cannot close it
+
+    def _get(self) -> bytes | None:
+        if self.s3 is None:
+            try:
+                with open(self.path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        data, _ = self._s3("read", lambda: self.s3.get_object(**self._at)["Body"].read(), {"NoSuchKey", "404"})
+        return data
+
+    def _put(self, data: bytes) -> None:
+        if self.s3 is None:
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path)  # a reader never sees it half written
+            return
+        self._s3("write", lambda: self.s3.put_object(**self._at, Body=data))
+
+    def _delete(self) -> None:
+        if self.s3 is None:
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            return
+        self._s3("remove", lambda: self.s3.delete_object(**self._at))
+
+    def _s3(self, what: str, call: Callable[[], T], ok: frozenset[str] = frozenset()) -> tuple[T | None, str | None]:
+        """One request on the lock's object (the SDK retries throttling and resets): its result, or
+        the error code when that is one of `ok`; OSError on any other failure (so the commit's
+        retry with a fresh client applies)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call(), None
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ok:
+                return None, code
+            raise OSError(f"cannot {what} {self.uri}/_lock.json: {err}") from None
+        except BotoCoreError as err:  # connection lost, body cut short
+            raise OSError(f"cannot {what} {self.uri}/_lock.json: {err}") from None
+
+
+_REFUSED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_UNSUPPORTED = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
 
 
 def _boot_id() -> str:

@@ -108,25 +108,29 @@ class OutputStore:
         self.uri, self.lock_stale_s, self.unredacted = uri.rstrip("/"), lock_stale_s, unredacted
         self._where = (endpoint_url, region)
         self.fs, self.root = open_filesystem(uri, endpoint_url, region)
-        self._s3: Any = None  # a boto3 client for the lock's conditional creates, made when first needed
+        self._s3: Any = None  # the lock's boto3 client on S3, made when first needed
         # This store's staging folder in a companion shared by several outputs.
         self.namespace = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
 
-    def _again(self, op: Callable[[], T]) -> T:
-        """`op()`, and once more with a fresh S3 client if it fails. The SDK's standard retry
-        strategy (which also retries bodies cut mid-transfer) keeps a retry quota per client; under
-        sustained throttling the quota runs dry and it then retries nothing, which failed a long
-        run's commit. Every operation passed here is idempotent (fixed names; finishing a commit
-        twice is a no-op)."""
-        try:
-            return op()
-        except OSError as err:
-            if not self.uri.startswith("s3://"):
-                raise
-            log.warning("output %s: %s; retrying with a fresh client", self.uri, err)
-            time.sleep(1.0)
-            self.fs, _ = open_filesystem(self.uri, *self._where)
-            return op()
+    def _again(self, op: Callable[[], T], tries: int = 3) -> T:
+        """`op()`, again with a fresh S3 client if it fails (`tries` in all). The SDK's standard
+        retry strategy (which also retries bodies cut mid-transfer) keeps a retry quota per client;
+        under sustained throttling the quota runs dry and it then retries nothing, which failed a
+        long run's commit. A multipart completion answered with an error inside a 200 OK may still
+        be completing when the SDK retries it (Ceph: "already in progress"): the pause lets it
+        settle. Every operation passed here is idempotent (fixed names; finishing a commit twice
+        is a no-op)."""
+        for attempt in range(1, tries):
+            try:
+                return op()
+            except OSError as err:
+                if not self.uri.startswith("s3://"):
+                    raise
+                log.warning("output %s: %s; retrying with a fresh client", self.uri, err)
+                time.sleep(float(attempt))
+                self.fs, _ = open_filesystem(self.uri, *self._where)
+                self._s3 = None  # the lock's client too
+        return op()
 
     def _p(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
@@ -165,7 +169,7 @@ class OutputStore:
             from .sources.s3 import s3_client
 
             self._s3 = s3_client(*self._where)
-        return OutputLock(self.fs, self._p("_lock.json"), self.uri, self.lock_stale_s, self._s3)
+        return OutputLock(self._p("_lock.json"), self.uri, self.lock_stale_s, self._s3)
 
     def _take_lock(self, run_id: str) -> None:
         try:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pyarrow.fs as pafs
 import pytest
 
 from pipeline.cli import main
@@ -20,7 +19,7 @@ from tests.conftest import upload_tree
 
 
 def _lock(tmp_path, lease_s: float = 60.0) -> OutputLock:
-    return OutputLock(pafs.LocalFileSystem(), str(tmp_path / "_lock.json"), str(tmp_path), lease_s)
+    return OutputLock(str(tmp_path / "_lock.json"), str(tmp_path), lease_s)
 
 
 def _hold(lock: OutputLock, **fields) -> None:
@@ -85,12 +84,14 @@ def test_a_run_taken_over_stops_and_unlock_frees_the_output(tmp_path, capsys):
 
 def test_creates_are_conditional_locally_and_on_s3(tmp_path, moto):
     lock = _lock(tmp_path)
-    assert lock._create(b'{"run_id": "a"}') and not lock._create(b'{"run_id": "b"}')
+    assert lock._create(Holder.me("a")) and not lock._create(Holder.me("b"))
     upload_tree(moto, "locks", "x", {})
     store = OutputStore("s3://locks/out", moto.endpoint_url)
     s3lock = store.lock()
     assert s3lock.s3 is not None
-    assert s3lock._create(Holder.me("a").encode()) and not s3lock._create(Holder.me("b").encode())
+    a = Holder.me("a")
+    assert s3lock._create(a) and not s3lock._create(Holder.me("b"))
+    assert s3lock._create(a)  # a create retried by the SDK after its answer was lost: ours after all
     assert s3lock.read().run_id == "a"
     store.release("b")  # not b's: kept
     assert s3lock.read().run_id == "a"
@@ -102,7 +103,7 @@ def test_ceph_rgw_takes_conditional_creates(ceph, monkeypatch):
         monkeypatch.setenv(k, v)
     upload_tree(ceph, "locks", "x", {})
     lock = OutputStore("s3://locks/out", ceph.endpoint_url).lock()
-    assert lock._create(Holder.me("a").encode()) and not lock._create(Holder.me("b").encode())
+    assert lock._create(Holder.me("a")) and not lock._create(Holder.me("b"))
     assert lock.s3 is not None and lock.read().run_id == "a"  # no fallback: RGW refused the second with 412
 
 
