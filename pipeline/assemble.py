@@ -84,7 +84,7 @@ class Assembler:
             error = f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}"
             return Settled(RecordingStatus.of(o.recording, self.run_id, "failed", o.info, error=error, segments=0), [])
         texts = _once_across_cuts(blocks)
-        language = self.language_hint or detect_language(" ".join(t for t, _ in texts))
+        language = o.recording.language or self.language_hint or detect_language(" ".join(t for t, _ in texts))
         segments = [
             Segment.of(b, o.recording.source_uri, text, words, language, self.model, self.run_id)
             for b, (text, words) in zip(blocks, texts)

@@ -61,6 +61,12 @@ class Recording(_Row):
     etag: str
     last_modified: datetime | None = None
     version_id: str | None = None
+    # From an input manifest's row (sources/manifest.py):
+    keywords: tuple[str, ...] = ()  # added to the prompt's
+    language: str | None = None  # the spoken language: the `language` columns, instead of detection
+    channel_labels: tuple[str, ...] = ()  # label of channel 0, 1, ... (instead of channels.labels)
+    meta: tuple[tuple[str, str], ...] = ()  # the row's other columns: recordings.meta
+    error: str | None = None  # the row names no readable object: the recording fails with this
 
     @functools.cached_property
     def recording_id(self) -> str:
@@ -69,7 +75,18 @@ class Recording(_Row):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Recording:
-        return cls(row["source_uri"], int(row["size_bytes"]), row["etag"], row["last_modified"], row["version_id"])
+        return cls(
+            row["source_uri"],
+            int(row["size_bytes"]),
+            row["etag"],
+            row["last_modified"],
+            row["version_id"],
+            tuple(row.get("keywords") or ()),
+            row.get("language"),
+            tuple(row.get("channel_labels") or ()),
+            tuple((k, v) for k, v in row.get("meta") or ()),
+            row.get("error"),
+        )
 
 
 @dataclass(frozen=True)
@@ -234,6 +251,11 @@ RECORDING_TYPE = pa.struct(
         ("etag", pa.string()),
         ("last_modified", pa.timestamp("us", tz="UTC")),
         ("version_id", pa.string()),
+        ("keywords", pa.list_(pa.string())),
+        ("language", pa.string()),
+        ("channel_labels", pa.list_(pa.string())),
+        ("meta", pa.map_(pa.string(), pa.string())),
+        ("error", pa.string()),
     ]
 )
 OUTCOME_TYPE = pa.struct(
@@ -471,6 +493,12 @@ RECORDINGS = pa.schema(
         _f("codec", pa.string(), "Audio codec detected from content.", nullable=True),
         _f("language", pa.string(), "As in segments.", nullable=True),
         _f("previous_run_id", pa.string(), "When skipped: the run that processed it.", nullable=True),
+        _f(
+            "meta",
+            pa.map_(pa.string(), pa.string()),
+            "An input manifest row's own columns (all but uri, keywords, language, channel_labels), as text.",
+            nullable=True,
+        ),
         _f("run_id", pa.string(), "This run."),
         _f("processed_at", pa.timestamp("us", tz="UTC"), "When this run settled the recording."),
     ]
@@ -558,6 +586,7 @@ class RecordingStatus(_Row):
     codec: str | None
     language: str | None
     previous_run_id: str | None
+    meta: tuple[tuple[str, str], ...] | None
     run_id: str
     processed_at: datetime
 
@@ -591,6 +620,7 @@ class RecordingStatus(_Row):
             info.codec if info else None,
             language,
             previous_run_id,
+            rec.meta or None,
             run_id,
             datetime.now(timezone.utc),
         )

@@ -218,7 +218,7 @@ def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
         f"plan: {cfg.input.uri}",
         f"  recordings  {s.recordings} ({s.recordings - s.failed} ok, {s.failed} failed)",
         f"  excluded    {ls.excluded_by_glob} by glob, {ls.excluded_by_modified_since} by modified-since, "
-        f"{ls.folder_markers} folder markers",
+        f"{ls.folder_markers} folder markers, {ls.duplicate_rows} repeated manifest rows",
         f"  audio       {hours(s.audio_s)}  formats: {', '.join(f'{k} {v}' for k, v in s.formats.most_common()) or 'none'}",
         f"  speech      {hours(s.speech_s)} to the model in {s.blocks} blocks of <= {cfg.blocks.max_s:g} s  ({by_label})",
         f"  dropped     {hours(s.dropped_s)} without speech; {s.hard_cuts} cuts inside speech where no pause was found{hard}",

@@ -34,7 +34,7 @@ def cut_recording(
             dec = AudioDecoder(f, rec.size_bytes, cfg.channels.policy, cfg.filters.max_duration_s)
             streams = 1 if cfg.channels.policy == "mix" else dec.channels
             blockers = [
-                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c, dec.channels), cfg.blocks)
+                ChannelBlocker(rec.recording_id, c, cfg.channels.label(c, dec.channels, rec.channel_labels), cfg.blocks)
                 for c in range(streams)
             ]
             for chunk in dec.chunks():

@@ -120,10 +120,11 @@ class Progress:
                 f"{sum(self.pii.values())} PII spans redacted ({counts(self.pii)})"
             )
         n = self.not_listed
-        if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers:
+        if n.excluded_by_glob or n.excluded_by_modified_since or n.folder_markers or n.duplicate_rows:
             lines.append(
                 f"  not listed  {n.excluded_by_glob} excluded by glob, {n.excluded_by_modified_since} by "
                 f"modified-since, {n.folder_markers} empty folder markers"
+                + (f", {n.duplicate_rows} manifest rows naming an object again" if n.duplicate_rows else "")
             )
         if self.failures:
             lines.append("  failures    " + ", ".join(f"{k} {v}" for k, v in self.failures.most_common()))

@@ -92,10 +92,11 @@ def job_keywords(cfg: JobConfig) -> list[str]:
 
 
 def prompt_for(rec: Recording, source: Source, cfg: JobConfig, job_words: list[str]) -> PromptSpec:
-    """One recording's prompt: the job's keywords, then its sidecar's (`prompt.sidecar_keywords`)."""
+    """One recording's prompt: the job's keywords, then its manifest row's and its sidecar's
+    (`prompt.sidecar_keywords`)."""
     own: list[str] = []
     if cfg.prompt.sidecar_keywords:
         text = source.sidecar(rec, KEYWORDS_SUFFIX)
         own = parse_keywords_text(text) if text else []
-    keywords = merge_keywords(job_words, own, limit=cfg.prompt.max_keywords)
+    keywords = merge_keywords(job_words, [*rec.keywords, *own], limit=cfg.prompt.max_keywords)
     return PromptSpec(task=cfg.prompt.task, language=cfg.prompt.target_language, keywords=keywords)

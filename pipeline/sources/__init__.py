@@ -1,4 +1,4 @@
-"""Where recordings come from: a local folder or an S3(-compatible) prefix.
+"""Where recordings come from: a local folder, an S3(-compatible) prefix, or a manifest naming them.
 
 A source lists `Recording`s lazily (a million keys never sit in memory) and opens one as a
 seekable binary stream that reads from the store on demand: nothing is downloaded first.
@@ -27,6 +27,10 @@ class Source(Protocol):
 
 
 def open_source(inp: InputConfig, filters: FiltersConfig) -> Source:
+    from .manifest import ManifestSource, is_manifest
+
+    if is_manifest(inp.uri):
+        return ManifestSource(inp, filters)
     if inp.uri.startswith("s3://"):
         from .s3 import S3Source
 

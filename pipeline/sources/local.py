@@ -40,25 +40,37 @@ class LocalSource:
             return
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         if in_scope(rel, st.st_size, modified, self.inp, self.filters, self.stats):
-            # size + mtime stand in for an etag: a rewritten file is a new recording.
-            yield Recording(str(path), st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}", modified)
+            yield Recording(str(path), st.st_size, local_etag(st), modified)
 
     def sidecar(self, recording: Recording, suffix: str) -> str | None:
-        path = Path(recording.source_uri + suffix)
-        try:
-            return path.read_text(errors="replace")
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise SourceError(f"cannot read {path.name}: {err.strerror}") from None
+        return local_sidecar(recording, suffix)
 
     def open(self, recording: Recording) -> BinaryIO:
-        try:
-            f = open(recording.source_uri, "rb")
-            st = os.fstat(f.fileno())
-        except OSError as err:
-            raise SourceError(f"cannot open: {err.strerror}") from None
-        if f"{st.st_size:x}-{st.st_mtime_ns:x}" != recording.etag:
-            f.close()
-            raise SourceError("object changed since it was listed")
-        return f
+        return open_local(recording)
+
+
+def local_etag(st: os.stat_result) -> str:
+    # size + mtime stand in for an etag: a rewritten file is a new recording.
+    return f"{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+def local_sidecar(recording: Recording, suffix: str) -> str | None:
+    path = Path(recording.source_uri + suffix)
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise SourceError(f"cannot read {path.name}: {err.strerror}") from None
+
+
+def open_local(recording: Recording) -> BinaryIO:
+    try:
+        f = open(recording.source_uri, "rb")
+        st = os.fstat(f.fileno())
+    except OSError as err:
+        raise SourceError(f"cannot open: {err.strerror}") from None
+    if local_etag(st) != recording.etag:
+        f.close()
+        raise SourceError("object changed since it was listed")
+    return f

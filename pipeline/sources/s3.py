@@ -104,23 +104,28 @@ class S3Source:
             raise SourceError(f"cannot list {self.inp.uri}: {err}") from None
 
     def sidecar(self, recording: Recording, suffix: str) -> str | None:
-        _, key = split_s3_uri(recording.source_uri)
-        try:
-            body = retrying(
-                lambda: self.client.get_object(Bucket=self.bucket, Key=key + suffix)["Body"].read(),
-                f"reading {key + suffix}",
-            )
-        except ClientError as err:
-            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return None
-            raise SourceError(f"cannot read {key + suffix}: {_reason(err)}") from None
-        return bytes(body).decode("utf-8", errors="replace")
+        return s3_sidecar(self.client, recording, suffix)
 
     def open(self, recording: Recording) -> BinaryIO:
-        _, key = split_s3_uri(recording.source_uri)
-        return RangeReader(
-            self.client, self.bucket, key, recording.size_bytes, recording.etag, self.inp.read_chunk_bytes
+        return open_s3(self.client, recording, self.inp.read_chunk_bytes)
+
+
+def s3_sidecar(client: Any, recording: Recording, suffix: str) -> str | None:
+    bucket, key = split_s3_uri(recording.source_uri)
+    try:
+        body = retrying(
+            lambda: client.get_object(Bucket=bucket, Key=key + suffix)["Body"].read(), f"reading {key + suffix}"
         )
+    except ClientError as err:
+        if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return None
+        raise SourceError(f"cannot read {key + suffix}: {_reason(err)}") from None
+    return bytes(body).decode("utf-8", errors="replace")
+
+
+def open_s3(client: Any, recording: Recording, chunk: int) -> BinaryIO:
+    bucket, key = split_s3_uri(recording.source_uri)
+    return RangeReader(client, bucket, key, recording.size_bytes, recording.etag, chunk)  # type: ignore[return-value]
 
 
 class RangeReader(io.RawIOBase):

@@ -20,6 +20,7 @@ class ListingStats:
     excluded_by_glob: int = 0
     excluded_by_modified_since: int = 0
     folder_markers: int = 0  # empty objects whose key ends in "/" (a console's "folder")
+    duplicate_rows: int = 0  # a manifest naming an object again (done once)
 
 
 def in_scope(
