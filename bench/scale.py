@@ -6,7 +6,8 @@ The output gets N `ok` recordings rows (as N earlier settlements; written with A
 files). Each variant runs the real driver (`run_job`) in a fresh child process, so its peak RSS
 (VmHWM) is the driver's alone; a run that starts an engine fails the bench. Side by side:
   default:      no row per skipped recording; history held as sorted numpy keys (history.py);
-  skipped_rows: run.skipped_rows on (a `skipped` row for each recording, the old behaviour).
+  skipped_rows: run.skipped_rows on (a `skipped` row for each recording, the old behaviour);
+  delta:        output.format: delta (history read through DeltaTable.to_pyarrow_dataset()).
 
 Options: --recordings N (1000000), --also 10000000 (more sizes, default variant only).
 Last line: rerun_1m_driver_rss_mb=<int> rerun_1m_s=<float> rows_written=<int> (the default variant at N)
@@ -46,11 +47,12 @@ def etag(i: int) -> str:
     return f"{i:032x}"
 
 
-def write_history(out: Path, n: int) -> None:
+def write_history(out: Path, n: int, delta: bool) -> None:
     """n `ok` recordings rows, as one earlier run wrote them."""
     when = datetime(2026, 11, 29, 2, tzinfo=timezone.utc)
     folder = out / "recordings" / "date=2026-11-29"
-    folder.mkdir(parents=True)
+    if not delta:
+        folder.mkdir(parents=True)
     for start in range(0, n, CHUNK):
         idx = range(start, min(n, start + CHUNK))
         uris = [uri(i) for i in idx]
@@ -75,7 +77,14 @@ def write_history(out: Path, n: int) -> None:
             "run_id": ["20261129T020000Z-aaaaaa"] * m,
             "processed_at": pa.array([when] * m, pa.timestamp("us", tz="UTC")),
         }
-        pq.write_table(pa.table(cols, schema=RECORDINGS), folder / f"hist-{start // CHUNK:05d}.parquet")
+        table = pa.table(cols | {"meta": pa.nulls(m, RECORDINGS.field("meta").type)}, schema=RECORDINGS)
+        if delta:
+            from deltalake import write_deltalake
+
+            table = table.append_column("date", pa.array(["2026-11-29"] * m))
+            write_deltalake(str(out / "recordings"), table, partition_by=["date"], mode="append")
+        else:
+            pq.write_table(table, folder / f"hist-{start // CHUNK:05d}.parquet")
 
 
 class SyntheticListing:
@@ -91,7 +100,7 @@ class SyntheticListing:
             yield Recording(uri(i), 1 << 20, etag(i))
 
 
-def child(out: str, n: int, skipped_rows: bool) -> None:
+def child(out: str, n: int, skipped_rows: bool, fmt: str) -> None:
     """One re-run in this process; prints a JSON line of its figures."""
     import pipeline.job as job
     from pipeline.config import load_config
@@ -100,7 +109,10 @@ def child(out: str, n: int, skipped_rows: bool) -> None:
         raise AssertionError("a re-run with nothing new started an engine")
 
     job.open_source = lambda inp, filters: SyntheticListing(n)  # type: ignore[assignment]
-    cfg = load_config(None, {"input.uri": "s3://lake/calls/", "output.uri": out, "run.skipped_rows": skipped_rows})
+    cfg = load_config(
+        None,
+        {"input.uri": "s3://lake/calls/", "output.uri": out, "run.skipped_rows": skipped_rows, "output.format": fmt},
+    )
     t = time.perf_counter()
     report = job.run_job(cfg, no_engine, err=io.StringIO())
     seconds = time.perf_counter() - t
@@ -111,12 +123,21 @@ def child(out: str, n: int, skipped_rows: bool) -> None:
     print(json.dumps({"s": seconds, "rss_mb": peak_rss_mb()}))
 
 
-def rerun(n: int, skipped_rows: bool) -> dict[str, float]:
+def _rows(out: Path, delta: bool) -> int:
+    if delta:
+        from deltalake import DeltaTable
+
+        return DeltaTable(str(out / "recordings")).to_pyarrow_dataset().count_rows()
+    return ds.dataset(out / "recordings", partitioning="hive").count_rows()
+
+
+def rerun(n: int, skipped_rows: bool, fmt: str = "parquet") -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    write_history(out, n)
-    before = ds.dataset(out / "recordings", partitioning="hive").count_rows()
+    delta = fmt == "delta"
+    write_history(out, n, delta)
+    before = _rows(out, delta)
     r = subprocess.run(
-        [sys.executable, __file__, "--child", str(out), str(n), str(int(skipped_rows))],
+        [sys.executable, __file__, "--child", str(out), str(n), str(int(skipped_rows)), fmt],
         capture_output=True,
         text=True,
         check=False,
@@ -124,23 +145,26 @@ def rerun(n: int, skipped_rows: bool) -> dict[str, float]:
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
     figures = json.loads(r.stdout.strip().splitlines()[-1])
-    figures["rows"] = ds.dataset(out / "recordings", partitioning="hive").count_rows() - before
+    figures["rows"] = _rows(out, delta) - before
     return figures
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recordings", type=int, default=1_000_000)
     ap.add_argument("--also", type=lambda s: [int(x) for x in s.split(",") if x], default=[])
     args = ap.parse_args()
     n = args.recordings
-    default, old = rerun(n, False), rerun(n, True)
-    for name, f in (("default", default), ("skipped_rows", old)):
+    default, old, delta = rerun(n, False), rerun(n, True), rerun(n, False, "delta")
+    for name, f in (("default", default), ("skipped_rows", old), ("delta", delta)):
         print(f"{name:13s} {n} settled: {f['s']:.1f} s, driver peak RSS {f['rss_mb']:.0f} MB, {f['rows']} rows written")
     print(f"skipped_rows over default: time {old['s'] / default['s']:.2f}x, rows {old['rows']} vs {default['rows']}")
+    print(
+        f"delta over default: time {delta['s'] / default['s']:.2f}x, peak RSS {delta['rss_mb'] / default['rss_mb']:.2f}x"
+    )
     for m in args.also:
         f = rerun(m, False)
         print(

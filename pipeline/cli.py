@@ -85,6 +85,16 @@ def _unlock_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint-url", dest="output.endpoint_url", metavar="URL", help="S3-compatible endpoint")
 
 
+def _optimize_args(p: argparse.ArgumentParser) -> None:
+    _unlock_args(p)
+    p.add_argument(
+        "--target-mb", dest="output.compact_target_mb", type=float, metavar="MB", help="merged files' size (128)"
+    )
+    p.add_argument(
+        "--retain-hours", dest="output.vacuum_retain_hours", type=float, metavar="H", help="Delta: vacuum (168)"
+    )
+
+
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output", type=Path, default=Path("granite-batch-demo"), help="output folder (default: %(default)s)"
@@ -209,6 +219,14 @@ def _unlock(args: dict[str, Any]) -> int:
     return 0
 
 
+def _optimize(args: dict[str, Any]) -> int:
+    from .optimize import run_optimize
+
+    cfg = _config(args, **{"input.uri": "."})
+    print(run_optimize(cfg).summary(cfg.output.uri or ""))
+    return 0
+
+
 def _demo(args: dict[str, Any]) -> int:
     from .demo import run_demo
 
@@ -290,6 +308,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
         _scan,
     ),
     "unlock": ("clear an output's lock by hand (a run that died elsewhere); with a warning", _unlock_args, _unlock),
+    "optimize": (
+        "merge an output's small files; Delta: also vacuum (while no run holds it)",
+        _optimize_args,
+        _optimize,
+    ),
     "demo": ("offline end-to-end run: test model + bundled audio -> Parquet, queried with DuckDB", _demo_args, _demo),
     "submit": (
         "create the job on Kubernetes (KubeRay RayJob, RayCronJob or CronJob) from a job file",

@@ -63,6 +63,11 @@ class OutputConfig(Section):
     """Where `granite-batch run` writes `segments/`, `recordings/` and `runs/` (see docs/output.md)."""
 
     uri: str | None = Field(None, description="Where results go (local folder or s3://bucket/prefix).")
+    format: Literal["parquet", "delta"] = Field(
+        "parquet",
+        description="parquet: Parquet datasets with our own commit protocol (docs/output.md); delta: Delta Lake "
+        "tables through delta-rs, for lake engines, time travel and `optimize` (docs/lake.md).",
+    )
     endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint of the output; None: input.endpoint_url."
     )
@@ -71,6 +76,15 @@ class OutputConfig(Section):
         60.0, gt=0, description="Finished recordings are committed at least this often (one Parquet file per commit)."
     )
     commit_rows: int = Field(200_000, ge=1, description="...or as soon as this many segment rows are waiting.")
+    compact_target_mb: float = Field(
+        128.0, gt=0, description="`granite-batch optimize` merges smaller files into files of about this size."
+    )
+    vacuum_retain_hours: float = Field(
+        168.0,
+        ge=0,
+        description="Delta: `optimize` deletes files no table version of this many hours needs (time travel "
+        "reaches back this far).",
+    )
     lock_stale_s: float = Field(
         60.0,
         gt=0,
@@ -108,9 +122,12 @@ class ChannelsConfig(Section):
     )
     mono_label: str = Field("mono", description="Label of single-channel recordings (and `mix` output is `mix`).")
 
-    def label(self, channel: int, channels: int) -> str:
+    def label(self, channel: int, channels: int, own: tuple[str, ...] = ()) -> str:
+        """`own`: the recording's labels (an input manifest's channel_labels), before `labels`."""
         if self.policy == "mix":
             return "mix"
+        if channel < len(own) and own[channel]:
+            return own[channel]
         if channels == 1:
             return self.mono_label
         return self.labels.get(channel, f"ch{channel}")
@@ -254,6 +271,11 @@ class ScheduleConfig(Section):
         description="raycronjob: KubeRay's RayCronJob (1.6+, feature gate); cronjob: a CronJob creates the RayJob.",
     )
     suspend: bool = Field(False, description="Keep the schedule but start no new runs.")
+    command: Literal["run", "optimize"] = Field(
+        "run",
+        description="What the job runs: `granite-batch run` (transcribe), or `optimize` (compact and vacuum "
+        "the output; no engine starts, so no worker is added).",
+    )
 
     @field_validator("cron")
     @classmethod

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from .progress import Progress
 from .compliance.apply import Compliance
 from .model import BlockResult, CutOutcome, Hit, PiiSpan, Recording, RecordingStatus, Scanned, Segment
 from .runinfo import manifest, new_run_id
-from .sink import OutputError, OutputStore, output_store
+from .sink import Heartbeat, OutputStore, output_store
 from .sources import open_source
 
 Item = CutOutcome | BlockResult  # a recording's cut outcome (with its block count), or one transcribed block
@@ -125,7 +124,7 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     store = output_store(cfg, cfg.output.uri)
     recovered = store.prepare(run_id)
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err, compliance)
-    heartbeat = _Heartbeat(store, run_id, min(60.0, cfg.output.lock_stale_s / 4))
+    heartbeat = Heartbeat(store, run_id)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
     try:
         source = open_source(cfg.input, cfg.filters)
@@ -152,7 +151,7 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     info = manifest(
         cfg, run_id, started_at, backend.model_revisions if backend else [], engines, run.progress.as_dict(), recovered
     )
-    uri = store.write_manifest(run_id, info)
+    uri = store.write_manifest(run_id, info | {"output": store.manifest_extra()})
     store.release(run_id)
     print(run.progress.summary(run_id, cfg.output.uri), file=err)
     return RunReport(run_id, uri, run.progress)
@@ -187,6 +186,8 @@ class _Run:
                     self.committer.add(
                         Settled(RecordingStatus.of(rec, self.run_id, "skipped", previous_run_id=prev), [])
                     )
+            elif rec.error:  # a manifest row that names no readable object: settled here
+                self._settle(Settled(RecordingStatus.of(rec, self.run_id, "failed", segments=0, error=rec.error), []))
             else:
                 todo.append(rec)
                 self.size_of[rec.recording_id] = rec.size_bytes
@@ -213,26 +214,6 @@ class _Run:
             self.progress.found(s.hits, s.pii)
         self.committer.add(s)
         self.progress.add(s.recording, self.size_of.pop(s.recording.recording_id, 0), s.segments)
-
-
-class _Heartbeat:
-    """Keeps the output's lock fresh while the run lives, engine start-up included."""
-
-    def __init__(self, store: OutputStore, run_id: str, every_s: float) -> None:
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(store, run_id, every_s), daemon=True)
-        self._thread.start()
-
-    def _beat(self, store: OutputStore, run_id: str, every_s: float) -> None:
-        while not self._stopped.wait(every_s):
-            try:
-                store.heartbeat(run_id)
-            except (OSError, OutputError) as err:  # the next commit fails loudly: store gone, or lock taken over
-                print(f"warning: cannot refresh the output lock: {err}", file=sys.stderr)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=5)
 
 
 def _counted(recs: Iterable[Recording], progress: Progress) -> Iterator[Recording]:

@@ -25,6 +25,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -85,17 +87,52 @@ def output_where(cfg: JobConfig) -> tuple[str | None, str | None]:
     return cfg.output.endpoint_url or cfg.input.endpoint_url, cfg.output.region or cfg.input.region
 
 
+def output_format(cfg: JobConfig) -> str:
+    """What the output holds already (parquet when nothing yet): `optimize` and `unlock` need no job file."""
+    endpoint, region = output_where(cfg)
+    return "delta" if OutputStore(cfg.output.uri or "", endpoint, region).holds_delta() else cfg.output.format
+
+
 def output_store(cfg: JobConfig, uri: str) -> OutputStore:
     """The job's output store at `uri`, with its unredacted companion when compliance keeps one."""
     endpoint, region = output_where(cfg)
     keep = cfg.compliance.keep_unredacted_uri
-    unredacted = OutputStore(keep, endpoint, region) if keep else None
-    return OutputStore(uri, endpoint, region, cfg.output.lock_stale_s, unredacted)
+    kind = OutputStore
+    if cfg.output.format == "delta":
+        from .delta_store import DeltaStore
+
+        kind = DeltaStore
+    unredacted = kind(keep, endpoint, region) if keep else None
+    return kind(uri, endpoint, region, cfg.output.lock_stale_s, unredacted)
+
+
+class Heartbeat:
+    """Keeps the output's lock fresh (every quarter of its lease, at most a minute) while a run,
+    scan or optimize lives; engine start-up included."""
+
+    def __init__(self, store: OutputStore, owner: str) -> None:
+        self._stopped = threading.Event()
+        every_s = min(60.0, store.lock_stale_s / 4)
+        self._thread = threading.Thread(target=self._beat, args=(store, owner, every_s), daemon=True)
+        self._thread.start()
+
+    def _beat(self, store: OutputStore, owner: str, every_s: float) -> None:
+        while not self._stopped.wait(every_s):
+            try:
+                store.heartbeat(owner)
+            except (OSError, OutputError) as err:  # the next commit fails loudly: store gone, or lock taken over
+                print(f"warning: cannot refresh the output lock: {err}", file=sys.stderr)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
 
 
 class OutputStore:
     """`unredacted`: the store (compliance.keep_unredacted_uri) that receives the unredacted
     segments, in the same commits as this one's."""
+
+    format = "parquet"
 
     def __init__(
         self,
@@ -135,6 +172,13 @@ class OutputStore:
     def _p(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
 
+    def path(self, dataset: str) -> str:
+        """A dataset's folder on `self.fs`."""
+        return self._p(dataset)
+
+    def holds_delta(self) -> bool:
+        return self.fs.get_file_info(self._p("recordings", "_delta_log")).type == pafs.FileType.Directory
+
     # -- start of a run ---------------------------------------------------------------------
     def prepare(self, run_id: str) -> tuple[int, int]:
         """Check the store is writable, finish interrupted commits, drop uncommitted files.
@@ -145,6 +189,8 @@ class OutputStore:
             raise OutputError(f"output {self.uri} is not usable: {err}") from None
 
     def _prepare(self, run_id: str) -> tuple[int, int]:
+        if self.holds_delta():
+            raise OutputError(f"{self.uri} holds Delta tables: set output.format: delta to write there")
         self.fs.create_dir(self._p("_staging"))
         self._take_lock(run_id)  # also proves the store is writable
         finished = 0
@@ -267,12 +313,34 @@ class OutputStore:
             moves.append({"staging": staging, "final": final, "store": "unredacted"})
         return moves
 
-    def _mark(self, name: str, run_id: str, moves: list[dict[str, str]]) -> str:
+    def _mark(self, name: str, run_id: str, moves: list[dict[str, str]], deletes: list[str] = ()) -> str:
+        """`deletes`: files the commit replaces (`optimize` merging small files), removed after the moves."""
         marker = self._p("_commits", f"{name}.json")
         self.fs.create_dir(self._p("_commits"))
         with self.fs.open_output_stream(marker) as f:
-            f.write(json.dumps({"run_id": run_id, "moves": moves}).encode())
+            f.write(json.dumps({"run_id": run_id, "moves": moves, "deletes": list(deletes)}).encode())
         return marker
+
+    def replace(self, by: str, name: str, date: str, tables: dict[str, pa.Table], replaced: list[str]) -> None:
+        """Commit `tables` (dataset -> rows) in place of the files `replaced` (`optimize`): all or nothing."""
+
+        def attempt() -> None:
+            moves = []
+            for dataset, table in tables.items():
+                if table.num_rows:
+                    staging = self._p("_staging", f"{name}.{dataset}.parquet")
+                    pq.write_table(table, staging, filesystem=self.fs, compression="zstd")
+                    moves.append({"staging": staging, "final": self._p(self.relpath(dataset, date, name))})
+            self._finish(self._mark(name, by, moves, replaced))
+
+        try:
+            self._again(attempt)
+        except OSError as err:
+            raise OutputError(f"cannot rewrite files of {self.uri}: {err}") from None
+
+    def manifest_extra(self) -> dict[str, Any]:
+        """What the run manifest says about this store's format (Delta: the table versions written)."""
+        return {"format": "parquet"}
 
     def write_manifest(self, run_id: str, manifest: dict[str, Any]) -> str:
         path = self._p("runs", f"{run_id}.json")
@@ -296,7 +364,8 @@ class OutputStore:
     def _finish(self, marker: str) -> None:
         try:
             with self.fs.open_input_stream(marker) as f:
-                moves = json.loads(f.read())["moves"]
+                done = json.loads(f.read())
+                moves, deletes = done["moves"], done.get("deletes", [])
         except (ValueError, KeyError):
             # Cut off while being written: nothing was committed; its staging files are orphans.
             self.fs.delete_file(marker)
@@ -315,6 +384,9 @@ class OutputStore:
                 continue
             fs.create_dir(m["final"].rsplit("/", 1)[0])
             fs.move(m["staging"], m["final"])
+        for path in deletes:
+            if self.fs.get_file_info(path).type == pafs.FileType.File:
+                self.fs.delete_file(path)
         self.fs.delete_file(marker)
 
     # -- reading committed files (granite-batch scan) ------------------------------------------

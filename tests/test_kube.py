@@ -327,6 +327,12 @@ def test_schedules(rendered):
     assert "RayCronJob" not in plain and plain["CronJob"]["spec"]["concurrencyPolicy"] == "Forbid"
     assert plain["Role"]["rules"][0]["resources"] == ["rayjobs"]
     assert "RayJob" in {d["kind"] for d in rendered["jobs/compliance-audit.yaml"]}
+    # the lake's upkeep: the same RayJob, running `optimize` (the launcher's manifest holds its spec)
+    launcher = next(
+        d for d in rendered["jobs/lake-optimize.yaml"] if d["kind"] == "ConfigMap" and "rayjob.yaml" in d["data"]
+    )
+    spec = yaml.safe_load(launcher["data"]["rayjob.yaml"])["spec"]
+    assert spec["entrypoint"] == "granite-batch optimize --config /etc/granite-batch/job.yaml"
 
 
 def notes(tmp_path: Path, *sets: str) -> str:

@@ -232,16 +232,17 @@ def test_a_rerun_does_no_new_work(clean_run, inputs):
     assert {r["previous_run_id"] for r in third} == first
 
 
-def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, moto, inputs):
+def _kill_midway(clean_run, tmp_path, moto, out: Path, committed, **extra) -> tuple[int, Path]:
+    """Start a run on `out`, SIGKILL its driver once `committed()` (work pending: one file's GETs are
+    held at a proxy), after checking that a second live run is refused. Returns the killed pid and
+    a job for the re-run."""
     from tests.services.fault_proxy import FaultProxy
 
     tmp, job, _, _ = clean_run
-    out = tmp_path / "out"
     model = Path(load_config(job).model.id)
     host, port = moto.endpoint_url.split("://")[1].split(":")
-    # One file's GETs are held at a proxy, so the kill always lands with work pending (on a fast
-    # machine the whole run once fitted in its first commit). Two decode slots: the held file
-    # takes one, the rest flow through the other.
+    # On a fast machine the whole run once fitted in its first commit. Two decode slots: the held
+    # file takes one, the rest flow through the other.
     with FaultProxy(upstream=(host, int(port)), slowdown=0, reset=0, cut=0, hold="voicemail-0005.mp3") as proxy:
         held = write_job(
             tmp_path / "held.yaml",
@@ -249,30 +250,34 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
             _Endpoint(proxy.endpoint_url),
             output__commit_every_s=0.01,
             run__decode_cpus=0.5,
+            **extra,
         )
         p = granite("run", "--config", str(held), "--output", str(out))
         deadline = time.monotonic() + 240
-        while not list((out / "segments").rglob("*.parquet")):  # killed after its first commit
+        while not committed():
             assert p.poll() is None and time.monotonic() < deadline, p.communicate()[1][-3000:]
             time.sleep(0.05)
-        job2 = write_job(tmp_path / "job.yaml", model, moto, output__commit_every_s=0.01)
+        job2 = write_job(tmp_path / "job.yaml", model, moto, output__commit_every_s=0.01, **extra)
         rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
         assert rc == 3 and "is writing to" in err and f"pid {p.pid})" in err  # two live runs: one is refused
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
         os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
         assert proxy.injected["held"]
-    first = read(out, "recordings").to_pylist()
-    assert 0 < len(first) < len(inputs)
-    assert "voicemail-0005.mp3" not in {r["source_uri"].rsplit("/", 1)[1] for r in first}
-    # re-run at once: the dead driver's lease is fresh, but its process is gone: taken over, no wait
-    rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
+    return p.pid, job2
+
+
+def _resume_at_once(job: Path, out: Path, pid: int) -> None:
+    # the dead driver's lease is fresh, but its process is gone: taken over, no wait
+    rc, _, err = finish(granite("run", "--config", str(job), "--output", str(out)))
     assert rc in (0, 1), err[-3000:]  # 0 when the bad files had been settled before the kill
-    assert f"its process {p.pid} on this machine has ended" in err
-    rec = read(out, "recordings").to_pylist()
+    assert f"its process {pid} on this machine has ended" in err
+
+
+def _same_as_clean(clean_run, seg: list[dict], rec: list[dict], inputs) -> None:
+    tmp = clean_run[0]
     settled = [r for r in rec if r["status"] != "skipped"]
     assert sorted(r["source_uri"] for r in settled) == sorted(f"s3://{BUCKET}/{PREFIX}/{n}" for n in inputs)
-    seg = read(out, "segments").to_pylist()
     check_segments(seg)
     keys = [tuple(r[k] for k in KEY) for r in seg]
     assert len(keys) == len(set(keys)), "duplicate segment rows"
@@ -281,6 +286,43 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
     texts = {tuple(r[k] for k in KEY): (r["text"], r["decoded_by"], _times(r)) for r in clean}
     # vLLM greedy, batch-independent blocks: the same text, path and word times as the clean run
     assert {tuple(r[k] for k in KEY): (r["text"], r["decoded_by"], _times(r)) for r in seg} == texts
+
+
+def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, moto, inputs):
+    out = tmp_path / "out"
+    pid, job = _kill_midway(clean_run, tmp_path, moto, out, lambda: list((out / "segments").rglob("*.parquet")))
+    first = read(out, "recordings").to_pylist()
+    assert 0 < len(first) < len(inputs)
+    assert "voicemail-0005.mp3" not in {r["source_uri"].rsplit("/", 1)[1] for r in first}
+    _resume_at_once(job, out, pid)
+    _same_as_clean(clean_run, read(out, "segments").to_pylist(), read(out, "recordings").to_pylist(), inputs)
+
+
+def test_a_killed_delta_run_resumes_with_one_version_per_commit(clean_run, tmp_path, moto, inputs):
+    """output.format: delta, killed after its first commit and resumed at once: the clean run's rows,
+    each batch one Delta version per table (application transactions: run id and sequence)."""
+    from deltalake import DeltaTable
+
+    out = tmp_path / "out"
+    pid, job = _kill_midway(
+        clean_run, tmp_path, moto, out, lambda: (out / "recordings" / "_delta_log").exists(), output__format="delta"
+    )
+    _resume_at_once(job, out, pid)
+    seg, rec = (DeltaTable(str(out / t)).to_pyarrow_table().to_pylist() for t in ("segments", "recordings"))
+    _same_as_clean(clean_run, seg, rec, inputs)
+    manifests = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    assert manifests[-1]["output"]["format"] == "delta"
+    for table in ("segments", "recordings"):
+        dt = DeltaTable(str(out / table))
+        batches = [(c["granite_run_id"], c["granite_commit"]) for c in dt.history() if "granite_run_id" in c]
+        assert len(batches) == len(set(batches))  # each batch once: no commit repeated
+        undone = [c for c in dt.history() if "granite_undo" in c]
+        assert dt.version() + 1 == len(batches) + len(undone)  # every version is a batch (or its undoing)
+        # time travel: the table as the re-run left it, by the version its manifest records
+        version = manifests[-1]["output"]["delta_versions"][table]
+        assert DeltaTable(str(out / table), version=version).to_pyarrow_table().num_rows == len(
+            seg if table == "segments" else rec
+        )
 
 
 def _times(row) -> tuple:
@@ -414,3 +456,38 @@ def test_s3_faults_are_retried_and_the_output_matches_a_clean_run(clean_run, mot
     clean = read(tmp / "out", "segments").to_pylist()
     assert {tuple(r[k] for k in KEY): r["text"] for r in seg} == {tuple(r[k] for k in KEY): r["text"] for r in clean}
     assert len(seg) == len(clean)
+
+
+def test_a_manifest_run_into_delta_carries_each_rows_columns(tmp_path, tiny_model, moto, inputs, corpus):
+    """jobs/data-lake-enrichment.yaml's shape: a CSV manifest on S3 naming objects in two buckets
+    (and two bad rows) in, Delta tables out; the rows' own columns come back in recordings.meta."""
+    from deltalake import DeltaTable
+
+    upload_tree(moto, "archive-2", "old", {"call.flac": corpus.formats["flac"]})
+    manifest = tmp_path / "nightly.csv"
+    manifest.write_text(
+        "uri,crm_id,language,channel_labels,keywords\n"
+        f's3://{BUCKET}/{PREFIX}/tel-0001.wav,00123,fr,"caller,advisor",\n'
+        f's3://{BUCKET}/{PREFIX}/call-0004.flac,00124,,,"Acme, escrow"\n'
+        "s3://archive-2/old/call.flac,00125,,,\n"
+        f"s3://{BUCKET}/{PREFIX}/gone.wav,00126,,,\n"
+        "calls/relative.wav,00127,,,\n"
+    )
+    upload_tree(moto, "catalog", "exports", {"nightly.csv": manifest})
+    job = write_job(tmp_path / "job.yaml", tiny_model, moto, output__format="delta")
+    out = tmp_path / "out"
+    rc, _, err = finish(
+        granite("run", "--config", str(job), "--input", "s3://catalog/exports/nightly.csv", "--output", str(out))
+    )
+    assert rc == 1, err[-3000:]  # 1: the two bad rows failed, each with its row
+    rec = {dict(r["meta"])["crm_id"]: r for r in DeltaTable(str(out / "recordings")).to_pyarrow_table().to_pylist()}
+    assert sorted(rec) == ["00123", "00124", "00125", "00126", "00127"]
+    assert [rec[k]["status"] for k in ("00123", "00124", "00125")] == ["ok"] * 3
+    assert rec["00126"]["error"] == "manifest row 4: no such object"
+    assert rec["00127"]["error"] == "manifest row 5: not an s3:// URI or an absolute path"
+    assert rec["00123"]["language"] == "fr" and rec["00125"]["source_uri"] == "s3://archive-2/old/call.flac"
+    seg = DeltaTable(str(out / "segments")).to_pyarrow_table().to_pylist()
+    tel = [s for s in seg if s["recording_id"] == rec["00123"]["recording_id"]]
+    assert tel and {s["channel_label"] for s in tel} <= {"caller", "advisor"} and {s["language"] for s in tel} == {"fr"}
+    flac = [s for s in seg if s["recording_id"] == rec["00124"]["recording_id"]]
+    assert flac and {"Acme", "escrow"} <= set(flac[0]["keywords"])

@@ -39,6 +39,8 @@ def run_scan(cfg: JobConfig, err: TextIO | None = None) -> ScanReport:
     err = err or sys.stderr
     if not cfg.output.uri:
         raise ConfigError("scan needs the output to search: `--output` or `output.uri` in the job file")
+    if cfg.output.format == "delta":
+        raise ConfigError("scan reads Parquet outputs (output.format: parquet); Delta outputs are not supported yet")
     rules = rules_of(cfg)
     if rules.empty:
         raise ConfigError("scan: no terms and no PII types; set compliance.terms, .terms_file or .redact")

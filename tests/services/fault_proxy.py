@@ -42,6 +42,7 @@ class FaultProxy:
     seed: int = 7
     hold: str | None = None
     down: str | None = None
+    strip: tuple[bytes, ...] = ()  # request headers dropped (lower case): a store that ignores them
     before_first_get: dict[str, Callable[[], None]] = field(default_factory=dict)
     injected: Counter[str] = field(default_factory=Counter)
     port: int = 0
@@ -100,7 +101,7 @@ class FaultProxy:
                 if name == b"content-length":
                     length = int(line.split(b":", 1)[1])
                 expect |= name == b"expect"
-                if name not in (b"connection", b"keep-alive", b"expect"):
+                if name not in (b"connection", b"keep-alive", b"expect", *self.strip):
                     kept.append(line)
             if expect:  # answer "100-continue" here: the upstream never sees the Expect header
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

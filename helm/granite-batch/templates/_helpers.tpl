@@ -164,7 +164,7 @@ volumes:
 {{/* The RayJob spec: used as is by the RayJob, as the RayCronJob's jobTemplate, and in the launcher's manifest. */}}
 {{- define "granite-batch.rayJobSpec" -}}
 {{- $root := . -}}
-entrypoint: granite-batch run --config /etc/granite-batch/job.yaml
+entrypoint: granite-batch {{ (default dict .Values.job.schedule).command | default "run" }} --config /etc/granite-batch/job.yaml
 shutdownAfterJobFinishes: {{ .Values.rayJob.shutdownAfterJobFinishes }}
 ttlSecondsAfterFinished: {{ .Values.rayJob.ttlSecondsAfterFinished }}
 activeDeadlineSeconds: {{ .Values.rayJob.activeDeadlineSeconds }}
