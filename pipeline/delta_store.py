@@ -23,6 +23,7 @@ with an error if it does not.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ import pyarrow.fs as pafs
 
 from .history import History
 from .model import HITS, PII, RECORDINGS, SEGMENTS, Segment, to_table
-from .sink import _HISTORY, LockHeld, OutputError, OutputStore, T
+from .sink import _HISTORY, OutputError, OutputStore, T
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +108,22 @@ class DeltaStore(OutputStore):
     def _check_conditional_creates(self, run_id: str) -> None:
         if not self.uri.startswith("s3://"):
             return  # local: delta-rs creates commits with a hard link, which fails if the name exists
-        self.lock()  # makes the S3 client
+        s3 = self.lock().s3
         bucket, _, prefix = self.root.partition("/")
-        probe = {"Bucket": bucket, "Key": f"{prefix}/_delta_probe/{run_id}"}
-        from botocore.exceptions import ClientError
+        probe = {"Bucket": bucket, "Key": "/".join(p for p in (prefix, "_delta_probe", run_id) if p)}
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._s3.put_object(**probe, Body=b"", IfNoneMatch="*")
-            try:
-                self._s3.put_object(**probe, Body=b"", IfNoneMatch="*")
-                answer = "accepted"
-            except ClientError as err:
-                answer = str(err.response.get("Error", {}).get("Code"))
-            self._s3.delete_object(**probe)
+            s3.put_object(**probe, Body=b"", IfNoneMatch="*")
+            s3.put_object(**probe, Body=b"", IfNoneMatch="*")
+            answer = "accepted"
         except ClientError as err:
             answer = str(err.response.get("Error", {}).get("Code"))
+        except BotoCoreError as err:
+            raise OSError(f"cannot probe {self.uri}: {err}") from None
+        finally:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                s3.delete_object(**probe)
         if answer not in ("PreconditionFailed", "ConditionalRequestConflict"):
             raise OutputError(
                 f"output {self.uri} does not refuse a second create of one object (If-None-Match: *; it answered "
@@ -134,7 +136,7 @@ class DeltaStore(OutputStore):
         from deltalake.transaction import CommitProperties, RemoveAction
 
         undone, seen = 0, set()
-        for commit in _delta(lambda: table.history(50)):  # newest first
+        for commit in _newest_first(table):
             run, seq = commit.get(RUN), commit.get(SEQ)
             if UNDO in commit:
                 seen.add(commit[UNDO])
@@ -158,7 +160,7 @@ class DeltaStore(OutputStore):
                     commit_properties=CommitProperties(custom_metadata={UNDO: f"{run}-{seq}"}),
                 )
             )
-            table.update_incremental()
+            _delta(table.update_incremental)
             undone += len(removes)
         return undone
 
@@ -171,18 +173,12 @@ class DeltaStore(OutputStore):
         if unredacted and self.unredacted is not None:
             writes.insert(-1, ("segments", self.unredacted, unredacted))
 
-        def attempt() -> None:
-            self.lock().renew(run_id)
+        def write() -> None:
             for table, store, records in writes:
                 if records:
                     self._write(table, store, records, run_id, seq, date)
 
-        try:
-            self._again(attempt)
-        except LockHeld as err:
-            raise OutputError(str(err)) from None
-        except OSError as err:
-            raise OutputError(f"cannot commit to {self.uri}: {err}") from None
+        self._committing(run_id, write)
 
     def _write(self, name: str, store: OutputStore, records: list[Any], run_id: str, seq: int, date: str) -> None:
         from deltalake import write_deltalake
@@ -234,13 +230,25 @@ def _files_at(table: Any, version: int) -> dict[str, tuple[int, dict[str, str | 
         return {}
     from deltalake import DeltaTable
 
-    old = DeltaTable(table.table_uri, version=version, storage_options=table._storage_options)
+    old = _delta(lambda: DeltaTable(table.table_uri, version=version, storage_options=table._storage_options))
     actions = pa.table(old.get_add_actions(flatten=True))
     parts = [c for c in actions.column_names if c.startswith("partition.")]
     return {
         row["path"]: (row["size_bytes"], {c.removeprefix("partition."): row[c] for c in parts})
         for row in actions.select(["path", "size_bytes", *parts]).to_pylist()
     }
+
+
+def _newest_first(table: Any) -> Iterator[dict[str, Any]]:
+    """The table's commits, newest first, read a page at a time (a companion table shared by
+    several outputs may hold many commits of others since ours)."""
+    limit, done = 64, 0
+    while True:
+        page = _delta(lambda: table.history(limit))
+        yield from page[done:]
+        if len(page) < limit:
+            return
+        done, limit = len(page), limit * 4
 
 
 def _delta(op: Callable[[], T]) -> T:

@@ -16,6 +16,7 @@ entries removed. Time travel reaches back as far as the retention.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from .config import JobConfig
 from .model import SCANS, Scanned, to_table
 from .runinfo import new_run_id
+from .output_lock import LockHeld
 from .sink import DATASETS, Heartbeat, OutputError, OutputStore, output_format, output_store
 
 
@@ -64,6 +66,10 @@ def run_optimize(cfg: JobConfig) -> OptimizeReport:
             report = _optimize_delta(store, optimize_id, target, cfg.output.vacuum_retain_hours)
         else:
             report = _optimize_parquet(store, optimize_id, target)
+    except LockHeld as err:
+        raise OutputError(str(err)) from None
+    except (OSError, pa.ArrowInvalid) as err:
+        raise OutputError(f"cannot optimize {store.uri}: {err}") from None
     finally:
         heartbeat.stop()
         store.release(optimize_id)
@@ -78,17 +84,17 @@ def _optimize_delta(store: Any, optimize_id: str, target: int, retain_hours: flo
         table = store.table(name)
         if table is None:
             continue
-        before = len(table.file_uris())
+        before = len(_delta(table.file_uris))
         store.lock().renew(optimize_id)  # still ours
         _delta(lambda: table.optimize.compact(target_size=target))
         deleted = _delta(
             lambda: table.vacuum(
-                retention_hours=int(retain_hours), enforce_retention_duration=False, dry_run=False, full=True
+                retention_hours=math.ceil(retain_hours), enforce_retention_duration=False, dry_run=False, full=True
             )
         )
         _delta(table.create_checkpoint)
         _delta(table.cleanup_metadata)
-        report.files[name] = (before, len(table.file_uris()))
+        report.files[name] = (before, len(_delta(table.file_uris)))
         report.vacuumed += len(deleted)
     return report
 

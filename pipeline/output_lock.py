@@ -17,10 +17,13 @@ header falls back to write-then-read-back, which narrows the race but cannot clo
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
+import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from collections.abc import Callable
@@ -29,6 +32,17 @@ from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The heartbeat thread and the main thread (a commit) both renew: one read-modify-write at a time.
+_MUTEX = threading.RLock()
+
+
+def _serialized(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with _MUTEX:
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class LockHeld(Exception):
@@ -114,6 +128,7 @@ class OutputLock:
         data = self._get()
         return None if data is None else Holder.parse(data)
 
+    @_serialized
     def take(self, run_id: str) -> str | None:
         """Take the lock for `run_id`; returns why an earlier holder's lock was taken over (None: it
         was free or ours). Raises LockHeld while another live run holds it."""
@@ -139,6 +154,7 @@ class OutputLock:
             self.renew(run_id)
         return why
 
+    @_serialized
     def renew(self, run_id: str) -> None:
         """The heartbeat: refresh our lease; raises LockHeld if another run has taken it over (it
         judged us dead, or an operator ran `unlock`): we must stop writing."""
@@ -151,11 +167,13 @@ class OutputLock:
             return
         self._put(Holder.me(run_id).encode())
 
+    @_serialized
     def release(self, run_id: str) -> None:
         held = self.read()
         if held is not None and held.run_id == run_id:
             self._delete()
 
+    @_serialized
     def clear(self) -> Holder | None:
         """`granite-batch unlock`: remove whatever lock there is (torn ones too); returns its holder."""
         held = self.read()
@@ -201,9 +219,10 @@ class OutputLock:
 
     def _put(self, data: bytes) -> None:
         if self.s3 is None:
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
+            fd, tmp = tempfile.mkstemp(prefix="_lock.", suffix=".tmp", dir=os.path.dirname(self.path))
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, self.path)  # a reader never sees it half written
             return
         self._s3("write", lambda: self.s3.put_object(**self._at, Body=data))

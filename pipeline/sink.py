@@ -177,7 +177,9 @@ class OutputStore:
         return self._p(dataset)
 
     def holds_delta(self) -> bool:
-        return self.fs.get_file_info(self._p("recordings", "_delta_log")).type == pafs.FileType.Directory
+        """Delta tables here (a companion store has segments only; a killed first run may lack recordings)."""
+        logs = [self._p(t, "_delta_log") for t in ("recordings", "segments", "hits", "pii")]
+        return any(i.type == pafs.FileType.Directory for i in self.fs.get_file_info(logs))
 
     # -- start of a run ---------------------------------------------------------------------
     def prepare(self, run_id: str) -> tuple[int, int]:
@@ -211,11 +213,12 @@ class OutputStore:
 
     # -- one run per output at a time (output_lock.py) ---------------------------------------
     def lock(self) -> OutputLock:
-        if self.uri.startswith("s3://") and self._s3 is None:
+        s3 = self._s3  # read once: the heartbeat's retry may reset it meanwhile
+        if self.uri.startswith("s3://") and s3 is None:
             from .sources.s3 import s3_client
 
-            self._s3 = s3_client(*self._where)
-        return OutputLock(self._p("_lock.json"), self.uri, self.lock_stale_s, self._s3)
+            s3 = self._s3 = s3_client(*self._where)
+        return OutputLock(self._p("_lock.json"), self.uri, self.lock_stale_s, s3)
 
     def _take_lock(self, run_id: str) -> None:
         try:
@@ -283,11 +286,19 @@ class OutputStore:
     ) -> None:
         """Commit `rows` (dataset -> records, see DATASETS) as one batch: all files or none."""
 
-        def attempt() -> None:
-            self.lock().renew(run_id)  # still ours: a run taken over (judged dead, or unlocked) stops here
+        def write() -> None:
             moves = self._stage(name, date, rows, unredacted or [])
             if moves:
                 self._finish(self._mark(name, run_id, moves))
+
+        self._committing(run_id, write)
+
+    def _committing(self, run_id: str, write: Callable[[], None]) -> None:
+        """`write()` a batch (idempotent), with the store's retries, while the lock is still ours."""
+
+        def attempt() -> None:
+            self.lock().renew(run_id)  # still ours: a run taken over (judged dead, or unlocked) stops here
+            write()
 
         try:
             self._again(attempt)

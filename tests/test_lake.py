@@ -33,6 +33,18 @@ def _read(store: DeltaStore, name: str, version: int | None = None) -> list[dict
     return dt.to_pyarrow_table().to_pylist()
 
 
+def _killed_before_recordings(store: DeltaStore, monkeypatch) -> None:
+    """The driver dies after a batch reached its other tables, before recordings."""
+    real = store._write
+
+    def killed(name, *args):
+        if name == "recordings":
+            raise SystemExit("killed")
+        return real(name, *args)
+
+    monkeypatch.setattr(store, "_write", killed)
+
+
 def _hit(seg) -> Hit:
     return Hit(
         seg.recording_id,
@@ -75,14 +87,7 @@ def test_a_batch_killed_between_tables_is_undone_at_the_next_start(store, monkey
     segs, recs = _rows("a", 2)
     store.commit("r1", store.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs})
     segs2, recs2 = _rows("b", 3)
-    real = store._write
-
-    def killed(name, *args):
-        if name == "recordings":
-            raise SystemExit("killed")  # the driver dies after segments landed, before recordings
-        return real(name, *args)
-
-    monkeypatch.setattr(store, "_write", killed)
+    _killed_before_recordings(store, monkeypatch)
     with pytest.raises(SystemExit):
         store.commit("r1", store.file_name("r1", 1), DATE, {"segments": segs2, "recordings": recs2})
     monkeypatch.undo()
@@ -154,12 +159,7 @@ def test_unredacted_segments_go_to_the_companion_table_and_are_undone_with_the_b
     segs, recs = _rows("a", 2)
     store.commit("r1", store.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs}, unredacted=segs)
     assert len(_read(companion, "segments")) == 2
-    real = store._write
-    monkeypatch.setattr(
-        store,
-        "_write",
-        lambda name, *a: (_ for _ in ()).throw(SystemExit()) if name == "recordings" else real(name, *a),
-    )
+    _killed_before_recordings(store, monkeypatch)
     segs2, recs2 = _rows("b", 3)
     with pytest.raises(SystemExit):
         store.commit("r1", store.file_name("r1", 1), DATE, {"segments": segs2, "recordings": recs2}, unredacted=segs2)
@@ -186,3 +186,23 @@ def test_a_parquet_output_and_a_delta_output_do_not_mix(tmp_path):
     parquet.release("r1")
     with pytest.raises(OutputError, match="holds Parquet datasets"):
         DeltaStore(str(tmp_path / "pq")).prepare("r2")
+
+
+def test_a_companion_shared_with_a_busy_output_is_still_undone(tmp_path, monkeypatch):
+    """The killed batch lies behind many commits of another output in the shared companion table."""
+    companion = DeltaStore(str(tmp_path / "restricted"))
+    store = DeltaStore(str(tmp_path / "x"), lock_stale_s=0, unredacted=companion)
+    other = DeltaStore(str(tmp_path / "y"), unredacted=DeltaStore(str(tmp_path / "restricted")))
+    store.prepare("x1")
+    _killed_before_recordings(store, monkeypatch)
+    segs, recs = _rows("x", 2)
+    with pytest.raises(SystemExit):
+        store.commit("x1", store.file_name("x1", 0), DATE, {"segments": segs, "recordings": recs}, unredacted=segs)
+    monkeypatch.undo()
+    other.prepare("y1")
+    for seq in range(70):
+        s2, r2 = _rows(f"y{seq}", 1)
+        other.commit("y1", other.file_name("y1", seq), DATE, {"segments": s2, "recordings": r2}, unredacted=s2)
+    assert len(_read(companion, "segments")) == 72
+    assert store.prepare("x2") == (0, 2)
+    assert len(_read(companion, "segments")) == 70

@@ -103,3 +103,16 @@ def test_a_manifest_without_a_uri_column_stops_the_run(tmp_path, moto):
     missing = open_source(InputConfig(uri=str(tmp_path / "nope.csv")), FiltersConfig())
     with pytest.raises(SourceError, match="cannot read the input manifest .*nope.csv: No such file"):
         list(missing.recordings())
+
+
+def test_a_spreadsheets_byte_order_mark_and_an_unreachable_object_fail_no_more_than_their_row(objects, moto, tmp_path):
+    from tests.services.fault_proxy import FaultProxy
+
+    path = tmp_path / "m.csv"
+    path.write_text(f"\ufeffuri,crm_id\n{objects['east']},1\n{objects['west']},2\n", encoding="utf-8")
+    host, port = moto.endpoint_url.split("://")[1].split(":")
+    with FaultProxy(upstream=(host, int(port)), slowdown=0, reset=0, cut=0, down="/calls-west/") as proxy:
+        inp = InputConfig(uri=str(path), endpoint_url=proxy.endpoint_url, max_attempts=1)
+        east, west = open_source(inp, FiltersConfig()).recordings()
+    assert east.error is None and dict(east.meta) == {"crm_id": "1"}
+    assert west.error.startswith(f"manifest row 2: looking up {objects['west']} failed 4 times")

@@ -113,3 +113,27 @@ def test_a_run_that_fails_releases_its_lock(tmp_path, capsys):
     assert main(["run", "--input", str(tmp_path / "missing"), "--output", str(out)]) == 2
     assert f"input {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     assert not (out / "_lock.json").exists()
+
+
+def test_renewals_from_two_threads_never_tear_the_lock(tmp_path):
+    """The heartbeat thread and a commit renew at once (one process): the file stays whole and ours."""
+    import threading
+
+    lock = _lock(tmp_path)
+    lock.take("r1")
+    errors = []
+
+    def renew() -> None:
+        try:
+            for _ in range(300):
+                lock.renew("r1")
+        except Exception as err:  # noqa: BLE001 (collected for the assertion)
+            errors.append(err)
+
+    threads = [threading.Thread(target=renew) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and lock.read().run_id == "r1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_lock.json"]  # no temporary file left
