@@ -186,6 +186,19 @@ def test_engines_generate_from_the_ctc_stages_encoding_with_the_same_ids(decoder
     assert [r.prompt_tokens for r in embedded] == [r.prompt_tokens for r in from_audio]
 
 
+def test_vllm_takes_a_pass_of_prompt_embeddings_in_one_call(decoders, requests, monkeypatch):
+    """Blocks of several lengths, as prompt embeddings: one `generate` (on CPU each call streams
+    all weights once per decode step); the ids equal the audio path's (the test above)."""
+    dec = forced(decoders["vllm"], speculative="off")
+    calls = []
+    real = dec.engine.llm.generate
+    monkeypatch.setattr(
+        dec.engine.llm, "generate", lambda prompts, *a, **kw: calls.append(len(prompts)) or real(prompts, *a, **kw)
+    )
+    dec.transcribe(requests)
+    assert calls == [len(requests)]
+
+
 def test_word_times_off_keeps_one_untimed_entry_per_word(decoders, requests):
     dec = forced(decoders["transformers"], speculative="off", word_times=False)
     for r in dec.transcribe(requests[:2]):

@@ -72,6 +72,12 @@ class VllmEngine:
         self.tokenizer = self.llm.get_tokenizer()
 
     def transcribe(self, requests: list[EngineRequest]) -> list[EngineResult]:
+        """One `generate` for the whole pass when every block comes as prompt embeddings (the CTC
+        stage encoded it alone among equal lengths, so vLLM pads nothing); from audio, vLLM's own
+        encoder pads a batch to its longest member, so equal lengths go together. On CPU each
+        `generate` streams all the LLM's weights once per decode step: fewer calls, less reading."""
+        if all(r.prompt_embeds is not None for r in requests):
+            return self._generate(requests)
         return in_length_groups(requests, self._generate)
 
     def verify(self, requests: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
