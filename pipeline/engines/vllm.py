@@ -76,7 +76,7 @@ class VllmEngine:
         stage encoded it alone among equal lengths, so vLLM pads nothing); from audio, vLLM's own
         encoder pads a batch to its longest member, so equal lengths go together. On CPU each
         `generate` streams all the LLM's weights once per decode step: fewer calls, less reading."""
-        if all(r.prompt_embeds is not None for r in requests):
+        if requests and all(r.prompt_embeds is not None for r in requests):
             return self._generate(requests)
         return in_length_groups(requests, self._generate)
 
