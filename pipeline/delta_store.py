@@ -35,6 +35,7 @@ import pyarrow.fs as pafs
 
 from .history import History
 from .model import HITS, PII, RECORDINGS, SEGMENTS, Segment, to_table
+from .output_lock import REFUSED
 from .sink import _HISTORY, OutputError, OutputStore, T
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,13 @@ class DeltaStore(OutputStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.versions: dict[str, int] = {}  # table -> the last version this run wrote (for the manifest)
+        # Tables by URI, kept between commits: brought up to date by reading only the log entries
+        # since (we are the only writer), instead of loading the table again for every batch.
+        self._open: dict[str, Any] = {}
+
+    def _fresh_clients(self) -> None:
+        super()._fresh_clients()
+        self._open.clear()
 
     # -- where the tables are -------------------------------------------------------------------
     def table_uri(self, name: str) -> str:
@@ -79,10 +87,16 @@ class DeltaStore(OutputStore):
         from deltalake.exceptions import TableNotFoundError
 
         s = store or self
+        uri = s.table_uri(name)
+        if uri in self._open:
+            _delta(self._open[uri].update_incremental)
+            return self._open[uri]
         try:
-            return _delta(lambda: DeltaTable(s.table_uri(name), storage_options=s.storage_options()))
+            table = _delta(lambda: DeltaTable(uri, storage_options=s.storage_options()))
         except TableNotFoundError:
             return None
+        self._open[uri] = table
+        return table
 
     def _tables(self) -> Iterator[tuple[str, OutputStore, Any]]:
         """(name, store, table) of every table a batch writes but recordings."""
@@ -124,7 +138,7 @@ class DeltaStore(OutputStore):
         finally:
             with contextlib.suppress(ClientError, BotoCoreError):
                 s3.delete_object(**probe)
-        if answer not in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if answer not in REFUSED:
             raise OutputError(
                 f"output {self.uri} does not refuse a second create of one object (If-None-Match: *; it answered "
                 f"{answer}): two Delta commits could overwrite each other and tear a table. Use output.format: "
@@ -205,7 +219,8 @@ class DeltaStore(OutputStore):
             )
         )
         if store is self:
-            self.versions[name] = self.table(name).version()
+            written = existing if existing is not None else self.table(name)  # a written table is up to date
+            self.versions[name] = written.version()
 
     def manifest_extra(self) -> dict[str, Any]:
         return {"format": "delta", "delta_versions": dict(self.versions)}

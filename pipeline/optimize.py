@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 from .config import JobConfig
 from .model import SCANS, Scanned, to_table
 from .runinfo import new_run_id
-from .output_lock import LockHeld
 from .sink import DATASETS, Heartbeat, OutputError, OutputStore, output_format, output_store
 
 
@@ -66,8 +65,6 @@ def run_optimize(cfg: JobConfig) -> OptimizeReport:
             report = _optimize_delta(store, optimize_id, target, cfg.output.vacuum_retain_hours)
         else:
             report = _optimize_parquet(store, optimize_id, target)
-    except LockHeld as err:
-        raise OutputError(str(err)) from None
     except (OSError, pa.ArrowInvalid) as err:
         raise OutputError(f"cannot optimize {store.uri}: {err}") from None
     finally:
@@ -85,7 +82,7 @@ def _optimize_delta(store: Any, optimize_id: str, target: int, retain_hours: flo
         if table is None:
             continue
         before = len(_delta(table.file_uris))
-        store.lock().renew(optimize_id)  # still ours
+        store.heartbeat(optimize_id)  # still ours
         _delta(lambda: table.optimize.compact(target_size=target))
         deleted = _delta(
             lambda: table.vacuum(
@@ -109,7 +106,6 @@ def _optimize_parquet(store: OutputStore, optimize_id: str, target: int) -> Opti
         searched = _searched(store) if dataset == "segments" else {}
         for date, infos in sorted(files.items()):
             for group in _groups(infos, target):
-                store.lock().renew(optimize_id)
                 name = store.file_name(optimize_id, seq)
                 seq += 1
                 table = pa.concat_tables(

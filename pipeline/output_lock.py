@@ -193,11 +193,11 @@ class OutputLock:
                 f.write(data)
             return True
         _, code = self._s3(
-            "create", lambda: self.s3.put_object(**self._at, Body=data, IfNoneMatch="*"), _REFUSED | _UNSUPPORTED
+            "create", lambda: self.s3.put_object(**self._at, Body=data, IfNoneMatch="*"), REFUSED | _UNSUPPORTED
         )
         if code is None:
             return True
-        if code in _REFUSED:  # another run's, or ours: the SDK retried a create whose answer was lost
+        if code in REFUSED:  # another run's, or ours: the SDK retried a create whose answer was lost
             return self.read() == me
         log.warning(
             "%s does not take conditional writes (If-None-Match); the lock falls back to write-then-read", self.uri
@@ -253,7 +253,7 @@ class OutputLock:
             raise OSError(f"cannot {what} {self.uri}/_lock.json: {err}") from None
 
 
-_REFUSED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+REFUSED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 _UNSUPPORTED = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
 
 

@@ -88,7 +88,7 @@ def output_where(cfg: JobConfig) -> tuple[str | None, str | None]:
 
 
 def output_format(cfg: JobConfig) -> str:
-    """What the output holds already (parquet when nothing yet): `optimize` and `unlock` need no job file."""
+    """What the output holds already (else output.format): `optimize` needs no job file."""
     endpoint, region = output_where(cfg)
     return "delta" if OutputStore(cfg.output.uri or "", endpoint, region).holds_delta() else cfg.output.format
 
@@ -165,9 +165,12 @@ class OutputStore:
                     raise
                 log.warning("output %s: %s; retrying with a fresh client", self.uri, err)
                 time.sleep(float(attempt))
-                self.fs, _ = open_filesystem(self.uri, *self._where)
-                self._s3 = None  # the lock's client too
+                self._fresh_clients()
         return op()
+
+    def _fresh_clients(self) -> None:
+        self.fs, _ = open_filesystem(self.uri, *self._where)
+        self._s3 = None  # the lock's client too
 
     def _p(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
@@ -335,7 +338,7 @@ class OutputStore:
     def replace(self, by: str, name: str, date: str, tables: dict[str, pa.Table], replaced: list[str]) -> None:
         """Commit `tables` (dataset -> rows) in place of the files `replaced` (`optimize`): all or nothing."""
 
-        def attempt() -> None:
+        def write() -> None:
             moves = []
             for dataset, table in tables.items():
                 if table.num_rows:
@@ -344,10 +347,7 @@ class OutputStore:
                     moves.append({"staging": staging, "final": self._p(self.relpath(dataset, date, name))})
             self._finish(self._mark(name, by, moves, replaced))
 
-        try:
-            self._again(attempt)
-        except OSError as err:
-            raise OutputError(f"cannot rewrite files of {self.uri}: {err}") from None
+        self._committing(by, write)
 
     def manifest_extra(self) -> dict[str, Any]:
         """What the run manifest says about this store's format (Delta: the table versions written)."""
