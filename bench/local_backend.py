@@ -22,6 +22,7 @@ class LocalBackend:
         self.pools = {"local": 1}
         self.failed_engines: dict[str, str] = {}
         self.model_revisions = ["local"]
+        self.first_ready_at: float | None = None  # the engine was loaded before the run
 
     def transcribe(self, recordings: list[Recording]) -> Iterator[Item]:
         for rec in recordings:

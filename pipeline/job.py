@@ -34,6 +34,7 @@ class Backend(Protocol):
     pools: dict[str, int]  # pool name -> engine workers ready
     failed_engines: dict[str, str]  # engine worker -> why it did not start
     model_revisions: list[str]
+    first_ready_at: float | None  # time.monotonic() when the first engine worker was ready
 
     def transcribe(self, recordings: list[Recording]) -> Iterator[Item]: ...
 
@@ -117,7 +118,7 @@ def windows(items: Iterable[Recording], size: int) -> Iterator[list[Recording]]:
 def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: TextIO = sys.stderr) -> RunReport:
     if not cfg.output.uri:
         raise ConfigError("run needs an output: `--output` or `output.uri` in the job file")
-    started_at = datetime.now(timezone.utc)
+    started_at, t0 = datetime.now(timezone.utc), time.monotonic()
     cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)
     compliance = Compliance(cfg, run_id) if cfg.compliance.enabled else None  # a bad terms file stops here
@@ -148,6 +149,8 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     run.committer.flush()
     run.printer.final()
     engines = {"ready": backend.pools, "failed": backend.failed_engines} if backend else {}
+    if backend and backend.first_ready_at is not None:  # the run's start-up: Ray, listing, model load
+        engines["first_ready_s"] = round(backend.first_ready_at - t0, 2)
     info = manifest(
         cfg, run_id, started_at, backend.model_revisions if backend else [], engines, run.progress.as_dict(), recovered
     )

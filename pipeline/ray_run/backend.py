@@ -62,6 +62,7 @@ class RayBackend:
         self.pools: dict[str, int] = {}  # engine workers ready, per pool
         self.failed_engines: dict[str, str] = {}
         self.model_revisions: list[str] = []
+        self.first_ready_at: float | None = None
         self.handles: dict[str, tuple[Any, int]] = {}
         slots: dict[str, list[Slot]] = {}
         self.pool_of: dict[str, str] = {}  # engine worker key -> its pool
@@ -135,6 +136,7 @@ class RayBackend:
             if revision not in self.model_revisions:
                 self.model_revisions.append(revision)
             self.pools[self.pool_of[key]] += 1
+            self.first_ready_at = self.first_ready_at or time.monotonic()
             ray.get(self.broker.add.remote(slots[key]))
             if first:
                 return
