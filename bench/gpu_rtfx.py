@@ -1,13 +1,36 @@
-"""RTFx of Granite 4.0 1B Speech through vLLM on one GPU, for 4-second blocks at large batch sizes.
+"""RTFx of Granite 4.0 1B Speech through vLLM on one GPU, against transformers, for 4-second blocks.
 
-One command, meant to finish in under 8 minutes on one H100 including building the full-size
-model with random weights (bf16). Blocks are 4 s of distinct low-level noise (random weights make
-content irrelevant; distinct audio keeps vLLM's multimodal cache from short-cutting the encoder),
-and every block is forced to 16 output tokens (4 per audio second, a realistic transcript length).
-RTFx = audio seconds / wall seconds of `generate`, after a warm-up, at each batch size.
+One command, meant to finish in under 8 minutes on one H200 including building the full-size
+model with random weights (bf16, about 80 s). Blocks are 4 s of distinct low-level noise (random
+weights make content irrelevant; distinct audio keeps vLLM's multimodal cache from short-cutting
+the encoder), and every block is forced to 16 output tokens (4 per audio second, a realistic
+transcript length). RTFx = audio seconds / wall seconds of one `generate`, after a warm-up.
+
+`--engine vllm` (the default) measures both engines in one call, each in a process of its own
+(this script again, with the hidden `--role`), one after the other, so that vLLM has given its GPU
+memory back before transformers loads:
+- vLLM (`LLM`, bf16, max_num_seqs = the largest batch, the rest vLLM's defaults: on an H200
+  max_num_batched_tokens 16384, CUDA graphs): a warm-up `generate` of the largest batch, then one
+  `generate` per batch (default 256 and 1024), then one `generate` of `--sched-blocks` blocks
+  (default 4x the largest batch) that vLLM's scheduler runs itself, admitting up to max_num_seqs
+  blocks at a time and mixing new blocks' prefill with running decodes, as the pipeline's engine
+  does with a whole pass. Each block goes in as audio, so vLLM's time includes its feature
+  extraction and multimodal hashing on the CPU.
+- transformers (`generate`, bf16, left padding) on the same batch sizes, the baseline: its inputs
+  are prepared before the clock starts, and each batch is timed after a warm-up at that size.
+The figures per pass of each engine come first; the last line is
+  gpu_rtfx=<best vLLM RTFx> vllm_over_transformers=<best vLLM / best transformers> gpu=<name>
+Target: gpu_rtfx >= 3000 on one H200, and vllm_over_transformers >= 1.5.
+Not yet run on a GPU with vLLM: the device image has no vLLM, and no device was lent in the
+session that wrote this. bench/gpu_check.sh is the prepared device run (vLLM 0.26.0 from the
+bundle that ../shared/tools/vllm-gpu-bundle/ builds; its header gives the exact call). The vLLM
+calls keep to what both 0.26 and the project's 0.32 accept. On a machine without CUDA it runs on
+the CPU build (the tiny model is a smoke test of this script, tests/test_gpu_rtfx.py).
 
 Needs on the GPU machine: torch with CUDA, transformers >= 5, tokenizers, safetensors, vllm.
-Usage: python bench/gpu_rtfx.py [--model DIR] [--batches 64,256,1024] [--engine vllm|transformers|ctc] [--block-s 4]
+Usage: python bench/gpu_rtfx.py [--model DIR] [--engine vllm|transformers|ctc] [--batches 256,1024]
+  [--sched-blocks N] [--block-s 4] [--role-timeout S]
+`--engine transformers`: transformers alone, in this process (default batches 64,256,1024).
 Last line: gpu_rtfx=<float> gpu=<name>
 
 `--engine ctc` is the GPU variant of bench/ctc.py, in transformers (the device image has no
@@ -22,14 +45,20 @@ Measured 2026-11-26 on one H200 (torch 2.11.0+cu130, transformers 5.17.0), `--en
 RTFx 119 / 582 / 1317 / 2014 at batch 16 / 64 / 256 / 1024 (build 82 s); in a second run, 4 s blocks
 1186 / 1891 at batch 256 / 1024 against 8 s blocks (`--block-s 8`) 851 / 1365 at batch 128 / 512
 (the same audio per batch) and 2153 at batch 1024. vLLM is not on that image
-and its CUDA wheel is far over what a device call can carry, so the vLLM figure is not yet measured.
+and its CUDA wheel is far over what a device call can carry; bench/gpu_check.sh brings a slim
+vLLM 0.26.0 bundle instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,45 +69,71 @@ sys.path.insert(0, str(ROOT))
 
 TOKENS_PER_S = 4  # forced output: a realistic transcript length
 PROMPT = "USER: <|audio|>can you transcribe the speech into a written format?\n ASSISTANT:"
+DEFAULT_BATCHES = {"vllm": "256,1024", "transformers": "64,256,1024", "ctc": "64,256,1024"}
+EXIT_GRACE_S = 60  # after a role has printed its figures: then its process group is killed
 
 
-def blocks(n: int, block_s: float) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    return [(rng.standard_normal(int(block_s * 16000)) * 0.05).astype(np.float32) for _ in range(n)]
+def blocks(n: int, block_s: float, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(int(block_s * 16000), dtype=np.float32) * np.float32(0.05) for _ in range(n)]
 
 
-def run_vllm(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
+def run_vllm(model: Path, batches: list[int], block_s: float, sched_blocks: int) -> dict[str, float]:
+    """RTFx per pass: "batch <b>" (one `generate` of b blocks) and "sched <n>" (one `generate` of
+    n blocks that vLLM schedules itself, up to max_num_seqs at a time)."""
     from pipeline import cpu_torch
 
     cpu_torch.install()  # CPU smoke test only (pipeline/cpu_torch.py); on a GPU image nothing changes
+    # Through NVML, not the CUDA runtime: a CUDA driver initialized here would break the processes
+    # that vLLM forks (its engine core and worker) when they use the GPU.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    cpu = not torch.cuda.is_available()
+    if cpu:  # the CPU build, as pipeline/engines/vllm.py configures it: a smoke test on the tiny model
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM, SamplingParams
 
-    llm = LLM(
+    # Only arguments that vLLM 0.26 (the GPU bundle) and 0.32 (the CPU build) both take.
+    kwargs = dict(
         model=str(model),
         dtype="bfloat16",
         max_model_len=4096,
         max_num_seqs=max(batches),
         seed=0,
         limit_mm_per_prompt={"audio": {"count": 1, "length": int(block_s * 16000)}},
-        gpu_memory_utilization=0.85,
+        enforce_eager=cpu,
     )
+    if cpu:
+        kwargs["max_num_batched_tokens"] = 2048
+    else:
+        kwargs["gpu_memory_utilization"] = 0.85
+    t0 = time.perf_counter()
+    llm = LLM(**kwargs)
+    print(f"vllm: engine up in {time.perf_counter() - t0:.0f} s", flush=True)
+    try:
+        sched = llm.llm_engine.vllm_config.scheduler_config
+        print(f"vllm: max_num_seqs {sched.max_num_seqs}, max_num_batched_tokens {sched.max_num_batched_tokens}")
+    except AttributeError:
+        pass
     tokens = int(TOKENS_PER_S * block_s)
     params = SamplingParams(temperature=0.0, max_tokens=tokens, min_tokens=tokens, ignore_eos=True)
-    out: dict[int, float] = {}
-    audio = blocks(max(batches) * 2 + 8, block_s)
-    llm.generate(
-        [{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in audio[:8]], params, use_tqdm=False
-    )
-    used = 8
-    for b in batches:
-        batch = audio[used : used + b]
-        used += b
+
+    def prompts(n: int, seed: int) -> list[dict]:  # distinct audio per pass: no multimodal cache hits
+        return [{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in blocks(n, block_s, seed)]
+
+    llm.generate(prompts(max(batches), 1), params, use_tqdm=False)  # warm-up
+    passes = [(f"batch {b}", b) for b in batches] + ([(f"sched {sched_blocks}", sched_blocks)] if sched_blocks else [])
+    out: dict[str, float] = {}
+    for i, (name, n) in enumerate(passes):
+        batch = prompts(n, 2 + i)
         t0 = time.perf_counter()
-        llm.generate(
-            [{"prompt": PROMPT, "multi_modal_data": {"audio": (a, 16000)}} for a in batch], params, use_tqdm=False
-        )
-        out[b] = b * block_s / (time.perf_counter() - t0)
-        print(f"vllm batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
+        done = llm.generate(batch, params, use_tqdm=False)
+        out[name] = n * block_s / (time.perf_counter() - t0)
+        assert all(len(o.outputs[0].token_ids) == tokens for o in done), "forced length not met"
+        print(f"vllm {name}: RTFx {out[name]:8.0f}", flush=True)
     return out
 
 
@@ -108,7 +163,7 @@ def batch_inputs(proc, b: int, block_s: float, dev: str):
     return inputs
 
 
-def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[int, float]:
+def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[str, float]:
     import torch
 
     proc, net, dev, sync = load_transformers(model)
@@ -122,8 +177,8 @@ def run_transformers(model: Path, batches: list[int], block_s: float) -> dict[in
             t0 = time.perf_counter()
             net.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
             sync()
-        out[b] = b * block_s / (time.perf_counter() - t0)
-        print(f"transformers batch {b:5d}: RTFx {out[b]:8.0f}", flush=True)
+        out[f"batch {b}"] = b * block_s / (time.perf_counter() - t0)
+        print(f"transformers batch {b}: RTFx {out[f'batch {b}']:8.0f}", flush=True)
     return out
 
 
@@ -198,22 +253,106 @@ def run_ctc(model: Path, batches: list[int], block_s: float) -> dict[str, float]
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, help="full-size model folder (default: build one)")
-    p.add_argument("--batches", default="64,256,1024")
-    p.add_argument("--engine", choices=["vllm", "transformers", "ctc"], default="vllm")
-    p.add_argument("--block-s", type=float, default=4.0, help="block length (blocks.max_s); 4 tokens per second")
-    args = p.parse_args()
+def gpu_name() -> str:
     import torch
 
     # Without a GPU (a smoke test of this script on the tiny model) it reports "cpu".
-    gpu = torch.cuda.get_device_name(0).replace(" ", "_") if torch.cuda.is_available() else "cpu"
-    batches = [int(b) for b in args.batches.split(",")]
+    return torch.cuda.get_device_name(0).replace(" ", "_") if torch.cuda.is_available() else "cpu"
+
+
+def role_main(args: argparse.Namespace, batches: list[int]) -> None:
+    """One engine in this process; its figures as JSON on the last stdout line."""
+    if args.role == "vllm":
+        rtfx = run_vllm(args.model, batches, args.block_s, args.sched_blocks)
+    else:
+        rtfx = run_transformers(args.model, batches, args.block_s)
+    import torch
+    import transformers
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if args.role == "vllm":
+        import vllm
+
+        versions["vllm"] = vllm.__version__
+    print(json.dumps({"role": args.role, "gpu": gpu_name(), "rtfx": rtfx, "versions": versions}), flush=True)
+
+
+def run_role(role: str, model: Path, args: argparse.Namespace, batches: list[int]) -> dict | None:
+    """This script with `--role`, in its own session (process group), its output passed through;
+    its JSON result, or None if it failed or ran past `--role-timeout`. The whole group is killed
+    at the end, so no engine process of vLLM's outlives it holding GPU memory."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--model", str(model)]
+    cmd += ["--batches", ",".join(map(str, batches)), "--block-s", str(args.block_s)]
+    cmd += ["--sched-blocks", str(args.sched_blocks)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+    result: list[dict] = []
+    done = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and obj.get("role") == role:
+                result.append(obj)
+                done.set()
+            else:
+                print(line, end="", flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    limit = args.role_timeout or float("inf")
+    while proc.poll() is None:
+        if done.wait(0.5):
+            try:  # figures in: give it EXIT_GRACE_S to shut down
+                proc.wait(EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                print(f"{role}: no exit {EXIT_GRACE_S} s after its figures; killed", flush=True)
+            break
+        if time.monotonic() - t0 > limit:
+            print(f"{role}: over --role-timeout {args.role_timeout:g} s; killed", flush=True)
+            break
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    reader.join(5)
+    print(f"{role}: {time.monotonic() - t0:.0f} s in all, exit {proc.returncode}", flush=True)
+    return result[0] if result else None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, help="full-size model folder (default: build one)")
+    p.add_argument("--batches", help="comma-separated batch sizes (default: vllm 256,1024; others 64,256,1024)")
+    p.add_argument("--engine", choices=["vllm", "transformers", "ctc"], default="vllm")
+    p.add_argument("--block-s", type=float, default=4.0, help="block length (blocks.max_s); 4 tokens per second")
+    p.add_argument(
+        "--sched-blocks",
+        type=int,
+        help="vllm: blocks in the pass that vLLM schedules itself (default 4x the largest batch; 0: none)",
+    )
+    p.add_argument("--role-timeout", type=float, default=0, help="vllm: seconds per engine process (0: no limit)")
+    p.add_argument("--role", choices=["vllm", "transformers"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    batches = [int(b) for b in (args.batches or DEFAULT_BATCHES[args.role or args.engine]).split(",")]
+    if args.sched_blocks is None:
+        args.sched_blocks = 4 * max(batches)
+    if args.role:
+        role_main(args, batches)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         from bench.common import full_size_model
 
         model = Path(full_size_model(str(args.model) if args.model else None, tmp))
+        if args.engine == "vllm":
+            compare(model, args, batches)
+            return
+        gpu = gpu_name()
         if args.engine == "ctc":
             c = run_ctc(model, batches, args.block_s)  # the last (largest) batch
             print(
@@ -221,8 +360,25 @@ def main() -> None:
                 f"ctc_pass_share={c['share']:.3f} ctc_peak_gib={c['peak']:.2f} gpu={gpu}"
             )
             return
-        rtfx = (run_vllm if args.engine == "vllm" else run_transformers)(model, batches, args.block_s)
+        rtfx = run_transformers(model, batches, args.block_s)
     print(f"gpu_rtfx={max(rtfx.values()):.0f} gpu={gpu}")
+
+
+def compare(model: Path, args: argparse.Namespace, batches: list[int]) -> None:
+    """vLLM, then transformers on the same batches, each in a process of its own; the summary."""
+    results = {role: run_role(role, model, args, batches) for role in ("vllm", "transformers")}
+    for role, res in results.items():
+        if res is None:
+            print(f"{role}: FAILED (no figures)")
+            continue
+        print(f"{role}: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()))
+        for name, rtfx in res["rtfx"].items():
+            print(f"{role:12s} {name:12s} RTFx {rtfx:8.0f}")
+    vl, tf = results["vllm"], results["transformers"]
+    if vl is None or tf is None:
+        sys.exit("gpu_rtfx: " + " and ".join(r for r, res in results.items() if res is None) + " failed")
+    best_v, best_t = max(vl["rtfx"].values()), max(tf["rtfx"].values())
+    print(f"gpu_rtfx={best_v:.0f} vllm_over_transformers={best_v / best_t:.2f} gpu={vl['gpu']}")
 
 
 if __name__ == "__main__":
