@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest.mock import ANY
 
 import duckdb
 import pyarrow.dataset as ds
@@ -198,8 +199,10 @@ def test_the_run_manifest(clean_run):
     assert (
         m["failures_by_reason"]
         and m["audio_hours"] > 0
-        and m["engine_workers"] == {"ready": {"a": 1, "b": 1}, "failed": {}}
+        and m["engine_workers"] == {"ready": {"a": 1, "b": 1}, "failed": {}, "first_ready_s": ANY}
     )
+    # the start-up before the first engine was ready: Ray, listing, model load, within the run's wall
+    assert 0 < m["engine_workers"]["first_ready_s"] < m["wall_s"]
     assert m["versions"]["ray"] and m["config"]["input"]["uri"].startswith("s3://")
     assert m["model"]["revisions"][0].startswith("local:")
     # compliance searched every segments file as it was committed: `scan` with these rules has nothing to do
