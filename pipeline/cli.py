@@ -15,12 +15,9 @@ from typing import Any
 
 from . import cpu_torch
 from .config import ConfigError, JobConfig, load_config
-from .engines.model_source import ModelSourceError
 from .engines.base import EngineStartError
-from .kube.submit import SubmitError
+from .exit_codes import ERRORS, INTERNAL_ERROR
 from .plan import run_plan
-from .sink import OutputError
-from .sources import SourceError
 
 
 DOCTOR_HINT = (
@@ -334,14 +331,6 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     ),
 }
 
-# Exit codes, all of them: 0 done; 1 finished, but recordings failed (run, transcribe), a check
-# failed (doctor) or the last run failed (status); 2 bad configuration or input (these errors);
-# 3 the run itself failed (these errors); 4 anything else: a bug, or Ray lost (never 1).
-ERRORS: tuple[tuple[tuple[type[Exception], ...], int, str], ...] = (
-    ((ConfigError, SourceError, ModelSourceError, SubmitError), 2, ""),
-    ((OutputError, EngineStartError), 3, "run failed: "),
-)
-INTERNAL_ERROR = 4
 DOCTOR_AFTER = (EngineStartError,)  # start-up failures that `doctor` can explain
 
 
