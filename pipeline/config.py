@@ -403,6 +403,25 @@ class ComplianceConfig(Section):
         return bool(self.terms or self.terms_file or self.redact)
 
 
+class MetricsConfig(Section):
+    """Prometheus metrics of every run, pushed to a Pushgateway during the run and at its end: a
+    batch job ends before any scrape finds it (docs/operations.md). Off without a URL."""
+
+    pushgateway_url: str | None = Field(
+        None, description="Pushgateway, e.g. `http://pushgateway.monitoring:9091`; null: no metrics pushed."
+    )
+    job: str = Field("granite-batch", min_length=1, description="The `job` label (the Pushgateway's group).")
+    grouping: dict[str, str] = Field(
+        {},
+        description="More grouping labels, e.g. `{job_file: nightly}`: runs with the same labels replace each "
+        "other's metrics. `granite-batch run --config FILE` adds `job_file` (the file's name) unless set.",
+    )
+    push_every_s: float = Field(30.0, gt=0, description="Seconds between pushes during a run (and one at its end).")
+    timeout_s: float = Field(
+        5.0, gt=0, description="Per push; a Pushgateway that is down costs a warning, not the run."
+    )
+
+
 class JobConfig(BaseSettings):
     """A whole job. `jobs/*.yaml` files hold exactly this structure."""
 
@@ -424,6 +443,7 @@ class JobConfig(BaseSettings):
     engine: EngineConfig = EngineConfig()
     decoding: DecodingConfig = DecodingConfig()
     compliance: ComplianceConfig = ComplianceConfig()
+    metrics: MetricsConfig = MetricsConfig()
     run: RunConfig = RunConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
@@ -481,11 +501,16 @@ def load_config(job_file: str | Path | None = None, overrides: dict[str, Any] | 
         _check_job_file(path)
     token = _JOB_FILE.set(path)
     try:
-        return JobConfig(**_nest({k: v for k, v in (overrides or {}).items() if v is not None}))
+        cfg = JobConfig(**_nest({k: v for k, v in (overrides or {}).items() if v is not None}))
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
     finally:
         _JOB_FILE.reset(token)
+    if path is None or "job_file" in cfg.metrics.grouping:
+        return cfg
+    # Each job file's runs are their own group in the Pushgateway (and its alerts' series).
+    grouping = {"job_file": path.stem, **cfg.metrics.grouping}
+    return cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"grouping": grouping})})
 
 
 def _check_job_file(path: Path) -> None:

@@ -19,10 +19,12 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
 from .assemble import Assembler, Settled
+from .exit_codes import code_of
 from .config import ConfigError, JobConfig
 from .progress import Progress
 from .compliance.apply import Compliance
 from .model import BlockResult, CutOutcome, Hit, PiiSpan, Recording, RecordingStatus, Scanned, Segment
+from .metrics import Pusher
 from .runinfo import manifest, new_run_id
 from .sink import Heartbeat, OutputStore, output_store
 from .sources import open_source
@@ -127,6 +129,12 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err, compliance)
     heartbeat = Heartbeat(store, run_id)
     backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
+    engines = lambda: _engines(backend, t0)  # noqa: E731 - the backend starts later
+    pusher = (
+        Pusher(cfg.metrics, run_id, lambda: (run.progress.as_dict(), engines()))
+        if cfg.metrics.pushgateway_url
+        else None
+    )
     try:
         source = open_source(cfg.input, cfg.filters)
         run.progress.not_listed = source.stats  # filled in as the listing is consumed
@@ -136,11 +144,13 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
             if todo:
                 backend = backend or start_backend(cfg)
                 run.transcribe(backend, todo)
-    except BaseException:
+    except BaseException as failure:
         with contextlib.suppress(Exception):
             run.committer.flush()  # what is settled is complete: keep it, so a re-run does less
         with contextlib.suppress(Exception):
             store.release(run_id)  # this run is over: the next may start at once
+        if pusher is not None:
+            pusher.final(run.progress.as_dict(), engines(), code_of(failure))
         raise
     finally:
         if backend is not None:
@@ -148,16 +158,25 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
         heartbeat.stop()
     run.committer.flush()
     run.printer.final()
-    engines = {"ready": backend.pools, "failed": backend.failed_engines} if backend else {}
-    if backend and backend.first_ready_at is not None:  # the run's start-up: Ray, listing, model load
-        engines["first_ready_s"] = round(backend.first_ready_at - t0, 2)
-    info = manifest(
-        cfg, run_id, started_at, backend.model_revisions if backend else [], engines, run.progress.as_dict(), recovered
-    )
+    figures = run.progress.as_dict()
+    info = manifest(cfg, run_id, started_at, backend.model_revisions if backend else [], engines(), figures, recovered)
     uri = store.write_manifest(run_id, info | {"output": store.manifest_extra()})
     store.release(run_id)
     print(run.progress.summary(run_id, cfg.output.uri), file=err)
-    return RunReport(run_id, uri, run.progress)
+    report = RunReport(run_id, uri, run.progress)
+    if pusher is not None:
+        pusher.final(figures, engines(), report.exit_code)
+    return report
+
+
+def _engines(backend: Backend | None, t0: float) -> dict[str, Any]:
+    """The manifest's `engine_workers`: ready per pool, failed per worker, and the start-up."""
+    if backend is None:
+        return {}
+    out: dict[str, Any] = {"ready": dict(backend.pools), "failed": dict(backend.failed_engines)}
+    if backend.first_ready_at is not None:  # the run's start-up: Ray, listing, model load
+        out["first_ready_s"] = round(backend.first_ready_at - t0, 2)
+    return out
 
 
 class _Run:

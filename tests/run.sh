@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real components, no mocks: FFmpeg encodes the test formats, espeak-ng and pocketsphinx-testdata
-# give speech, Ceph (mon + memstore OSD + radosgw) is the real-S3 tier.
-apt_packages=(ffmpeg espeak-ng pocketsphinx-testdata ceph-mon ceph-osd radosgw)
+# give speech, Ceph (mon + memstore OSD + radosgw) is the real-S3 tier, the Pushgateway receives a
+# run's metrics and prometheus brings promtool, which checks and unit-tests the chart's alert rules.
+apt_packages=(ffmpeg espeak-ng pocketsphinx-testdata ceph-mon ceph-osd radosgw prometheus-pushgateway prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

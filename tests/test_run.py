@@ -21,6 +21,8 @@ from pipeline.config import load_config
 from pipeline.plan import run_plan
 from pipeline.model import RECORDINGS, SEGMENTS
 from tests.conftest import upload_tree
+from tests.services.pushgateway import start_pushgateway
+from tests.services.s3 import free_port
 from tests.invariants import check_segments
 
 BUCKET, PREFIX = "callcenter", "calls/2026-11-25"
@@ -99,11 +101,18 @@ def read(out: Path, dataset: str):
 
 
 @pytest.fixture(scope="module")
-def clean_run(tmp_path_factory, tiny_model, moto, inputs):
+def pushgw():
+    with start_pushgateway() as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, tiny_model, moto, inputs, pushgw):
     tmp = tmp_path_factory.mktemp("run")
     # with compliance on: random weights say nothing it finds, but every commit carries its `scans` row
     compliance = {"terms": [{"phrase": "off the record", "category": "conduct"}], "redact": ["credit_card", "email"]}
-    job = write_job(tmp / "job.yaml", tiny_model, moto, compliance=compliance)
+    metrics = {"pushgateway_url": pushgw.url, "push_every_s": 0.5}
+    job = write_job(tmp / "job.yaml", tiny_model, moto, compliance=compliance, metrics=metrics)
     rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp / "out")))
     assert rc == 1, err[-3000:]  # 1: some recordings failed (the bad ones), each with a row
     return tmp, job, out, err
@@ -211,7 +220,39 @@ def test_the_run_manifest(clean_run):
     assert sorted(r["segments_file"] for r in scans) == files and {r["scan_id"] for r in scans} == {m["run_id"]}
 
 
-def test_a_rerun_does_no_new_work(clean_run, inputs):
+def test_the_runs_metrics_are_in_a_real_pushgateway(clean_run, pushgw):
+    """Pushed during the run and at its end, to the group of its job file; the figures equal the
+    manifest's. Exit code 1 (some recordings failed): no `last_success` is pushed."""
+    tmp, *_ = clean_run
+    (path,) = (tmp / "out" / "runs").iterdir()
+    m = json.loads(path.read_text())
+    got = pushgw.metrics()
+    group = (("instance", ""), ("job", "granite-batch"), ("job_file", "job"))
+
+    def val(name: str, **labels: str) -> float:
+        return got[(name, tuple(sorted({**dict(group), **labels}.items())))]
+
+    rec = m["recordings"]
+    for status in ("ok", "failed", "skipped"):
+        assert val("granite_batch_recordings_total", status=status) == rec[status]
+    assert val("granite_batch_recordings_listed_total") == rec["listed"]
+    assert val("granite_batch_audio_seconds_total") == pytest.approx(m["audio_hours"] * 3600)
+    assert val("granite_batch_speech_seconds_total") == pytest.approx(m["speech_hours"] * 3600)
+    for path_, n in m["decoded_by"].items():
+        assert val("granite_batch_segments_total", decoded_by=path_) == n
+    assert m["failures_by_reason"] and all(
+        val("granite_batch_failures_total", reason=r) == n for r, n in m["failures_by_reason"].items()
+    )
+    assert val("granite_batch_engine_workers", pool="a", state="ready") == 1
+    assert val("granite_batch_engine_workers", pool="b", state="failed") == 0
+    assert val("granite_batch_exit_code") == 1 and val("granite_batch_run_finished") == 1
+    assert val("granite_batch_run_info", run_id=m["run_id"]) == 1
+    assert val("granite_batch_rtfx") == pytest.approx(m["rtfx"], rel=0.05)
+    assert 0 < val("granite_batch_engine_first_ready_seconds") < val("granite_batch_run_wall_seconds")
+    assert not [k for k in got if k[0] == "granite_batch_last_success_timestamp_seconds"]
+
+
+def test_a_rerun_does_no_new_work(clean_run, inputs, pushgw):
     tmp, job, _, _ = clean_run
     before = sorted(p.name for p in (tmp / "out" / "segments").rglob("*.parquet"))
     t0 = time.monotonic()
@@ -225,6 +266,13 @@ def test_a_rerun_does_no_new_work(clean_run, inputs):
     assert len(first) == 1 and f"{len(inputs)} skipped (done before)" in err
     manifests = sorted((tmp / "out" / "runs").glob("*.json"))
     assert json.loads(manifests[-1].read_text())["recordings"]["skipped"] == len(inputs)
+    # a run that ended with 0 replaced the first run's figures, and set the time of its success
+    got = pushgw.metrics()
+    group = (("instance", ""), ("job", "granite-batch"), ("job_file", "job"))
+    assert got[("granite_batch_exit_code", group)] == 0
+    assert got[("granite_batch_recordings_total", tuple(sorted(group + (("status", "skipped"),))))] == len(inputs)
+    success = tuple(sorted(group + (("outcome", "success"),)))
+    assert abs(got[("granite_batch_last_success_timestamp_seconds", success)] - time.time()) < 120
     # run.skipped_rows: true restores a row for each, naming the run that did it
     env = dict(os.environ, GRANITE_BATCH_RUN__SKIPPED_ROWS="true")
     rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp / "out"), env=env))
@@ -403,9 +451,12 @@ def test_a_pool_that_never_gets_its_node_does_not_block_the_run(tmp_path, tiny_m
             {"name": "b", "device": "cpu", "replicas": 1, "cpus": 1, "resources": {"vllm_cpu": 1}},
         ],
         decoding__ctc_threshold=1e9,
+        metrics__pushgateway_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
     )
     rc, out, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 0, err[-3000:]
+    # a Pushgateway that is down costs one warning, never the run
+    assert err.count("metrics: could not push to the Pushgateway") == 1, err[-3000:]
     seg = read(tmp_path / "out", "segments").to_pylist()
     check_segments(seg)
     assert {r["engine"] for r in seg} == {"a"} and {r["decoded_by"] for r in seg} == {"ctc"}
@@ -415,7 +466,7 @@ def test_a_pool_that_never_gets_its_node_does_not_block_the_run(tmp_path, tiny_m
     assert f"{len(seg)} segments from CTC as is" in err
 
 
-def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
+def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs, pushgw):
     bad = tmp_path / "not-a-model"
     bad.mkdir()
     (bad / "config.json").write_text("{}")
@@ -425,9 +476,20 @@ def test_a_model_that_cannot_load_fails_the_run_clearly(tmp_path, moto, inputs):
         moto,
         input__include=["call-0002.mp3"],
         engine__pools=[{"name": "a", "device": "cpu", "replicas": 1, "cpus": 1}],
+        metrics__pushgateway_url=pushgw.url,
+        metrics__grouping={"job_file": "broken-model"},
     )
     rc, _, err = finish(granite("run", "--config", str(job), "--output", str(tmp_path / "out")))
     assert rc == 3 and "run failed: engine worker a-0 failed to start" in err, err[-3000:]
+    # the failed night reaches the metrics: its exit code (3: the run itself failed)
+    group = (("instance", ""), ("job", "granite-batch"), ("job_file", "broken-model"))
+    got = pushgw.metrics()
+    assert got[("granite_batch_exit_code", group)] == 3 and got[("granite_batch_run_finished", group)] == 1
+    assert not [
+        k
+        for k in got
+        if k[0] == "granite_batch_last_success_timestamp_seconds" and ("job_file", "broken-model") in k[1]
+    ]
     assert "granite-batch doctor" in err  # a start-up failure points to the check
     assert not list((tmp_path / "out").glob("segments/*/*.parquet"))
 

@@ -1,0 +1,181 @@
+"""A run's Prometheus metrics, pushed to a Pushgateway (docs/operations.md).
+
+A batch job ends before a scrape would find it, so the run pushes: every `metrics.push_every_s`
+from a thread of its own, and once at the end with the exit code. Each push replaces the group
+(job + grouping labels: one job file's runs replace each other). The time of the last successful
+run lives in a group of its own (`outcome="success"`), pushed only by a run that ends with exit
+code 0, so a failed night does not erase it and an alert can tell how long ago it was. A
+Pushgateway that is down or slow costs one warning, never the run.
+
+`families` is the pure core: a run's figures (the manifest's, `Progress.as_dict()`) in, metric
+families out. Names follow Prometheus' conventions: `granite_batch_` prefix, base units,
+`_total` for counters (within a run; each run starts from zero, `run_id` is on the info metric).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import push_to_gateway
+
+from .config import MetricsConfig
+
+log = logging.getLogger(__name__)
+
+P = "granite_batch_"
+Snapshot = tuple[dict[str, Any], dict[str, Any]]  # (figures: Progress.as_dict(), engines: the manifest's)
+
+
+def _counter(name: str, doc: str, values: dict[str, float] | float, label: str | None = None) -> CounterMetricFamily:
+    m = CounterMetricFamily(P + name, doc, labels=[label] if label else None)
+    if label is None:
+        m.add_metric([], float(values))  # type: ignore[arg-type]
+    else:
+        for k, v in sorted(values.items()):  # type: ignore[union-attr]
+            m.add_metric([k], float(v))
+    return m
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(P + name, doc, value=float(value))
+
+
+def pool_of(worker: str) -> str:
+    """Engine worker keys are `<pool>-<k>` (ray_run/backend.py)."""
+    return worker.rsplit("-", 1)[0]
+
+
+def families(
+    run_id: str, started_at: float, figures: dict[str, Any], engines: dict[str, Any], exit_code: int | None
+) -> list[Metric]:
+    """The run's metrics; `exit_code` None while it runs. `started_at`: Unix time."""
+    rec = figures["recordings"]
+    info = InfoMetricFamily(P + "run", "The run these figures are of.", value={"run_id": run_id})
+    out: list[Metric] = [
+        info,
+        _gauge("run_start_timestamp_seconds", "When the run started (Unix time).", started_at),
+        _gauge("run_wall_seconds", "Wall time of the run so far (at its end: in all).", figures["wall_s"]),
+        _gauge("run_finished", "1 once the run has ended (exit code set), 0 while it runs.", exit_code is not None),
+        _counter("recordings_listed", "Recordings listed in the input.", rec["listed"]),
+        _counter(
+            "recordings",
+            "Recordings settled by this run, by status (skipped: done by an earlier run).",
+            {k: rec[k] for k in ("ok", "failed", "skipped")},
+            "status",
+        ),
+        _counter(
+            "audio_seconds", "Audio transcribed (decoded duration of ok recordings).", figures["audio_hours"] * 3600
+        ),
+        _counter(
+            "speech_seconds",
+            "Speech in the audio transcribed (what reached the model).",
+            figures["speech_hours"] * 3600,
+        ),
+        _counter(
+            "segments", "Segments written, by the path that produced the text.", figures["decoded_by"], "decoded_by"
+        ),
+        _counter("failures", "Failed recordings by reason class.", figures["failures_by_reason"], "reason"),
+        _counter("term_hits", "Compliance term hits, by category.", figures.get("hits_by_category", {}), "category"),
+        _counter("pii_redacted", "PII spans redacted, by entity type.", figures.get("pii_by_type", {}), "entity_type"),
+        _gauge("rtfx", "Audio seconds transcribed per wall second of the run.", figures["rtfx"]),
+    ]
+    workers = GaugeMetricFamily(P + "engine_workers", "Engine workers by pool and state.", labels=["pool", "state"])
+    failed: dict[str, int] = {}
+    for key in engines.get("failed", {}):
+        failed[pool_of(key)] = failed.get(pool_of(key), 0) + 1
+    for pool in sorted(set(engines.get("ready", {})) | set(failed)):
+        workers.add_metric([pool, "ready"], engines.get("ready", {}).get(pool, 0))
+        workers.add_metric([pool, "failed"], failed.get(pool, 0))
+    out.append(workers)
+    if engines.get("first_ready_s") is not None:
+        out.append(
+            _gauge(
+                "engine_first_ready_seconds",
+                "Seconds from the run's start to its first engine worker ready.",
+                engines["first_ready_s"],
+            )
+        )
+    if exit_code is not None:
+        out.append(
+            _gauge(
+                "exit_code",
+                "The run's exit code (0 done, 1 recordings failed, 2 config, 3 run failed, 4 internal).",
+                exit_code,
+            )
+        )
+    return out
+
+
+class _Families:
+    """A registry collector over fixed families."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self.metrics = list(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
+
+
+def _registry(metrics: Iterable[Metric]) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Families(metrics))  # type: ignore[arg-type]
+    return reg
+
+
+class Pusher:
+    """Pushes a run's metrics now and then, and at its end. `snapshot` is called on the pusher's
+    thread: it must only read (a read that races the driver is skipped, and the next one taken)."""
+
+    def __init__(self, cfg: MetricsConfig, run_id: str, snapshot: Callable[[], Snapshot]) -> None:
+        assert cfg.pushgateway_url
+        self.cfg, self.run_id, self.snapshot = cfg, run_id, snapshot
+        self.started_at = time.time()
+        self._warned = False
+        self._lock = threading.Lock()  # one push at a time: the final one must be the last
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="metrics-push")
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.cfg.push_every_s):
+            try:
+                figures, engines = self.snapshot()
+            except RuntimeError:  # a dict the driver changed while we read it: next time
+                continue
+            self._push(families(self.run_id, self.started_at, figures, engines, None))
+
+    def final(self, figures: dict[str, Any], engines: dict[str, Any], exit_code: int) -> None:
+        """The last push: the run's final figures and exit code (and, if 0, the time of success)."""
+        self._stop.set()
+        self._thread.join(timeout=self.cfg.timeout_s + 1)
+        self._push(families(self.run_id, self.started_at, figures, engines, exit_code))
+        if exit_code == 0:
+            success = _gauge(
+                "last_success_timestamp_seconds", "When a run last ended with exit code 0 (Unix time).", time.time()
+            )
+            self._push([success], {"outcome": "success"})
+
+    def _push(self, metrics: list[Metric], extra: dict[str, str] | None = None) -> None:
+        with self._lock:
+            try:
+                push_to_gateway(
+                    self.cfg.pushgateway_url,  # type: ignore[arg-type]
+                    job=self.cfg.job,
+                    registry=_registry(metrics),
+                    grouping_key={**self.cfg.grouping, **(extra or {})},
+                    timeout=self.cfg.timeout_s,
+                )
+            except Exception as err:  # noqa: BLE001 - metrics never cost the run
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "metrics: could not push to the Pushgateway (%s: %s); the run goes on without them",
+                        type(err).__name__,
+                        str(err)[:200],
+                    )
