@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,10 @@ def test_core_kinds_pass_kubernetes_validate_strict(rendered):
                 kv.validate(d, KUBE_VERSION, strict=True)
                 checked.add(d["kind"])
             except kv.SchemaNotFoundError:
-                assert d["apiVersion"] == "ray.io/v1", f"{name}: no schema for {d['kind']}"
+                # CRDs: KubeRay's below; the PrometheusRule by promtool (test_alert_rules_...)
+                assert d["apiVersion"] in ("ray.io/v1", "monitoring.coreos.com/v1"), (
+                    f"{name}: no schema for {d['kind']}"
+                )
             except kv.ValidationError as err:
                 raise AssertionError(f"{name}: {d['kind']} {d['metadata']['name']}: {err.message} at {list(err.path)}")
     assert checked >= {"ConfigMap", "ServiceAccount", "CronJob", "Role", "RoleBinding"}
@@ -183,6 +187,57 @@ def test_the_strict_check_catches_a_misspelt_field():
         ".spec.rayClusterSpec.workerGroupSpecs[0].minReplica",
         ".spec.ttlSecondAfterFinished",
     ]
+
+
+# -- monitoring: alert rules and the dashboard, against promtool (Debian `prometheus`) ----------------
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert shutil.which("promtool"), "promtool comes with Debian's prometheus package (tests/run.sh installs it)"
+    return subprocess.run(["promtool", *map(str, args)], capture_output=True, text=True)
+
+
+def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path):
+    """The chart's PrometheusRule, rendered for release `rel`: promtool parses every rule, and
+    tests/prometheus/alerts_test.yaml fires and silences each alert on synthetic series."""
+    docs = template(CHART / "ci" / "monitoring-values.yaml")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    shutil.copy(ROOT / "tests" / "prometheus" / "alerts_test.yaml", tmp_path)
+    r = promtool("check", "rules", tmp_path / "rules.yaml")
+    assert r.returncode == 0 and "SUCCESS: 5 rules found" in r.stdout, r.stdout + r.stderr
+    r = promtool("test", "rules", tmp_path / "alerts_test.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not [d for d in template() if d["kind"] == "PrometheusRule"]  # off by default
+
+
+def test_the_dashboard_queries_parse_and_use_only_metrics_a_run_pushes(tmp_path):
+    import json
+
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pipeline import metrics as m
+    from pipeline.progress import Progress
+
+    docs = template(CHART / "ci" / "monitoring-values.yaml")
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dash = json.loads(cm["data"]["granite-batch.json"])
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs.append(next(v for v in dash["templating"]["list"] if v["name"] == "job_file")["definition"])
+    assert len(exprs) > 10
+    # PromQL: each query as a recording rule (Grafana's variables filled in), parsed by promtool
+    rules = [{"record": f"q{i}", "expr": e.replace("$job_file", ".*")} for i, e in enumerate(exprs[:-1])]
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    r = promtool("check", "rules", tmp_path / "q.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # every metric it reads is one a finished run pushes
+    figures = Progress().as_dict() | {"failures_by_reason": {"truncated": 1}}
+    engines = {"ready": {"gpu": 1}, "failed": {}, "first_ready_s": 1.0}
+    reg = m._registry(m.families("r", 0.0, figures, engines, 0) + [m._gauge("last_success_timestamp_seconds", "", 1)])
+    pushed = {s.name for f in text_string_to_metric_families(generate_latest(reg).decode()) for s in f.samples}
+    used = {w for e in exprs for w in re.findall(r"granite_batch_\w+", e)}
+    assert used and used <= pushed, used - pushed
 
 
 def pod_specs(d: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

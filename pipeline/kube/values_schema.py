@@ -37,6 +37,7 @@ K8S_OBJ, K8S_LIST = {"type": "object"}, {"type": "array"}
 IMAGE = _obj(
     {"repository": STR, "tag": STR, "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["repository", "tag"]
 )
+LABELS = {"type": "object", "additionalProperties": STR}
 PLACEMENT = {"resources": K8S_OBJ, "nodeSelector": K8S_OBJ, "tolerations": K8S_LIST}
 
 
@@ -96,7 +97,7 @@ def values_schema() -> dict[str, Any]:
             doc="Credentials by reference only: the name of an existing Secret, or workload identity.",
         ),
         "serviceAccount": _obj(
-            {"create": BOOL, "name": STR, "annotations": {"type": "object", "additionalProperties": STR}}
+            {"create": BOOL, "name": STR, "annotations": LABELS}
         ),
         "model": _obj(
             {
@@ -112,6 +113,22 @@ def values_schema() -> dict[str, Any]:
         "podSecurityContext": K8S_OBJ,
         "securityContext": K8S_OBJ,
         "launcher": _obj({"resources": K8S_OBJ}),
+        "metrics": _obj(
+            {
+                "pushgatewayUrl": {"type": "string", "pattern": "^(https?://.+)?$"},
+                "prometheusRule": _obj(
+                    {
+                        "enabled": BOOL,
+                        "labels": LABELS,
+                        "successWithinHours": {"type": "number", "exclusiveMinimum": 0},
+                        "failedShare": {"type": "number", "minimum": 0, "maximum": 1},
+                        "severity": STR,
+                    }
+                ),
+                "grafanaDashboard": _obj({"enabled": BOOL, "labels": LABELS}),
+            },
+            doc="Prometheus metrics (pushed by every run), alert rules and a Grafana dashboard (docs/operations.md).",
+        ),
         "nameOverride": STR,
         "fullnameOverride": STR,
         "global": K8S_OBJ,  # Helm passes it to every chart

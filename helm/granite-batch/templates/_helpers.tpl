@@ -60,7 +60,10 @@ app.kubernetes.io/part-of: granite-batch
 {{- else }}
 {{- $_ := set $model "id" (printf "/models/%s" .Values.model.pvc.path) }}
 {{- end }}
-{{- $derived := dict "run" (dict "address" "auto") "engine" (dict "pools" $pools) "model" $model }}
+{{- /* This release's runs are one group in the Pushgateway: what its alert rules and dashboard select. */}}
+{{- $metrics := dict "grouping" (dict "job_file" (include "granite-batch.fullname" .)) }}
+{{- with .Values.metrics.pushgatewayUrl }}{{ $_ := set $metrics "pushgateway_url" . }}{{ end }}
+{{- $derived := dict "run" (dict "address" "auto") "engine" (dict "pools" $pools) "model" $model "metrics" $metrics }}
 {{- toYaml (merge $job $derived) }}
 {{- end }}
 
@@ -278,4 +281,11 @@ rayClusterSpec:
           containers:
             {{- include "granite-batch.rayContainer" (dict "root" $root "image" .Values.image.cpu "resources" .Values.workers.cpu.resources) | nindent 12 }}
     {{- end }}
+{{- end }}
+
+{{/* The PromQL label matchers of this release's metrics: the Pushgateway group its runs push to. */}}
+{{- define "granite-batch.metricsSelector" -}}
+{{- $m := default dict .Values.job.metrics }}
+{{- $g := default dict $m.grouping -}}
+job="{{ default "granite-batch" $m.job }}", job_file="{{ default (include "granite-batch.fullname" .) $g.job_file }}"
 {{- end }}
