@@ -40,9 +40,10 @@ def start_pushgateway(timeout_s: float = 10.0) -> Iterator[Pushgateway]:
         raise RuntimeError(f"{BINARY} is not installed (apt-get install prometheus-pushgateway; tests/run.sh does)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as state:
+        # Debian's build persists to /var/lib/prometheus by default: each test gateway starts empty
         proc = subprocess.Popen(
-            [BINARY, f"--web.listen-address=127.0.0.1:{port}"],
+            [BINARY, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={state}/pushgateway.data"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
