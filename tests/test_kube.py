@@ -240,6 +240,15 @@ def test_the_dashboard_queries_parse_and_use_only_metrics_a_run_pushes(tmp_path)
     assert used and used <= pushed, used - pushed
 
 
+def test_ray_token_auth_is_on_with_kuberays_or_your_secret():
+    def auth(*sets: str) -> list[Any]:
+        return [d["spec"]["rayClusterSpec"].get("authOptions") for d in template(sets=sets) if d["kind"] == "RayJob"]
+
+    assert auth() == [{"mode": "token"}]  # KubeRay generates the token
+    assert auth("rayAuth.secretName=ray-token") == [{"mode": "token", "secretName": "ray-token"}]
+    assert auth("rayAuth.enabled=false") == [None]
+
+
 def pod_specs(d: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if d["kind"] == "CronJob":
         return [("launcher", d["spec"]["jobTemplate"]["spec"]["template"]["spec"])]

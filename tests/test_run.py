@@ -131,6 +131,7 @@ def test_every_input_has_exactly_one_recordings_row(clean_run, inputs):
     assert by["quiet-0006.wav"]["segments"] == 0
     assert by["tel-0001.wav"]["channels"] == 2 and by["tel-0001.wav"]["sample_rate"] == 8000
     assert "manifest:" in out and "3 failed" in err
+    assert "Token authentication" not in err  # embedded Ray: auth on (Ray's default), without its notice
 
 
 def test_segments_are_one_per_block_sorted_and_inside_the_recording(clean_run, moto):

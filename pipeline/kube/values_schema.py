@@ -79,6 +79,7 @@ def values_schema() -> dict[str, Any]:
         "image": _obj({"cpu": IMAGE, "gpu": IMAGE}, ["cpu", "gpu"]),
         "imagePullSecrets": K8S_LIST,
         "rayVersion": STR,
+        "rayAuth": _obj({"enabled": BOOL, "secretName": STR}, doc="Ray token authentication (KubeRay authOptions)."),
         "head": _obj({"rayCpus": INT, **PLACEMENT}),
         "workers": _obj(workers, ["gpu", "cpu"]),
         "autoscaler": _obj(
@@ -96,9 +97,7 @@ def values_schema() -> dict[str, Any]:
             {"existingSecret": STR, "accessKeyIdKey": STR, "secretAccessKeyKey": STR, "region": STR},
             doc="Credentials by reference only: the name of an existing Secret, or workload identity.",
         ),
-        "serviceAccount": _obj(
-            {"create": BOOL, "name": STR, "annotations": LABELS}
-        ),
+        "serviceAccount": _obj({"create": BOOL, "name": STR, "annotations": LABELS}),
         "model": _obj(
             {
                 "source": {"enum": ["hub", "s3", "pvc"]},

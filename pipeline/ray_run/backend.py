@@ -28,6 +28,13 @@ def _gib(gib: float | None) -> int | None:
     return None if gib is None else int(gib * (1 << 30))
 
 
+class _AuthOnNotice(logging.Filter):
+    """Drops Ray's notice that it turned token auth on by default, and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
 # -- the backend the driver uses -------------------------------------------------------------------
 def init_ray(cfg: JobConfig) -> None:
     import ray
@@ -37,6 +44,9 @@ def init_ray(cfg: JobConfig) -> None:
     if cfg.run.address:
         ray.init(address=cfg.run.address, logging_level=logging.WARNING)
     else:
+        # Ray 2.60 turns token auth on for a new local cluster (the token generated into ~/.ray)
+        # and says so at every start: keep it on, without the notice.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_AuthOnNotice())
         ray.init(
             num_cpus=cfg.run.num_cpus or len(os.sched_getaffinity(0)),
             object_store_memory=int(cfg.run.object_store_gib * (1 << 30)),

@@ -195,6 +195,15 @@ submitterPodTemplate:
           {{- include "granite-batch.volumeMounts" . | nindent 10 }}
 rayClusterSpec:
   rayVersion: {{ .Values.rayVersion | quote }}
+  {{- if .Values.rayAuth.enabled }}
+  # Ray token authentication (KubeRay 1.5.1+, Ray 2.52+): KubeRay sets the token on every Ray
+  # container and the job submitter, from this Secret or from one it generates.
+  authOptions:
+    mode: token
+    {{- with .Values.rayAuth.secretName }}
+    secretName: {{ . }}
+    {{- end }}
+  {{- end }}
   enableInTreeAutoscaling: true
   autoscalerOptions:
     upscalingMode: {{ .Values.autoscaler.upscalingMode }}
