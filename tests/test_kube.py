@@ -103,7 +103,7 @@ def test_core_kinds_pass_kubernetes_validate_strict(rendered):
                 kv.validate(d, KUBE_VERSION, strict=True)
                 checked.add(d["kind"])
             except kv.SchemaNotFoundError:
-                # CRDs: KubeRay's below; the PrometheusRule by promtool (test_alert_rules_...)
+                # CRDs: KubeRay's below; the PrometheusRule's by test_the_prometheusrule_passes_...
                 assert d["apiVersion"] in ("ray.io/v1", "monitoring.coreos.com/v1"), (
                     f"{name}: no schema for {d['kind']}"
                 )
@@ -208,6 +208,34 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path):
     r = promtool("test", "rules", tmp_path / "alerts_test.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not [d for d in template() if d["kind"] == "PrometheusRule"]  # off by default
+
+
+KUBERNETES_MODELS = "@kubernetes-models/prometheus-operator@6.0.0"  # the CRDs' schema, compiled (npm)
+
+
+def test_the_prometheusrule_passes_the_prometheus_operator_crd_schema(tmp_path):
+    import json
+
+    assert shutil.which("npm") and shutil.which("node"), "tests/run.sh installs npm (with node)"
+    modules = Path("/tmp/gb-npm-prometheus-operator")  # fetched once per machine, like helm
+    if not (modules / "node_modules" / "@kubernetes-models" / "prometheus-operator").is_dir():
+        r = subprocess.run(
+            ["npm", "install", "-q", "--no-audit", "--no-fund", "--prefix", str(modules), KUBERNETES_MODELS],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr
+    shutil.copy(ROOT / "tests" / "prometheus" / "validate_rule.mjs", modules)
+    (rule,) = [d for d in template(CHART / "ci" / "monitoring-values.yaml") if d["kind"] == "PrometheusRule"]
+    bad = json.loads(json.dumps(rule))
+    bad["spec"]["groups"][0]["rules"][0]["for"] = 5  # a number where the CRD wants a duration string
+    for docs, ok in (([rule], True), ([bad], False)):
+        (tmp_path / "rules.json").write_text(json.dumps(docs))
+        r = subprocess.run(
+            ["node", str(modules / "validate_rule.mjs"), str(tmp_path / "rules.json")], capture_output=True, text=True
+        )
+        assert (r.returncode == 0) == ok, r.stdout + r.stderr
+    assert "rules/0/for must be string" in r.stdout
 
 
 def test_the_dashboard_queries_parse_and_use_only_metrics_a_run_pushes(tmp_path):
