@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -251,6 +253,59 @@ def test_the_runs_metrics_are_in_a_real_pushgateway(clean_run, pushgw):
     assert val("granite_batch_rtfx") == pytest.approx(m["rtfx"], rel=0.05)
     assert 0 < val("granite_batch_engine_first_ready_seconds") < val("granite_batch_run_wall_seconds")
     assert not [k for k in got if k[0] == "granite_batch_last_success_timestamp_seconds"]
+
+
+@pytest.mark.skipif(shutil.which("helm") is None, reason="helm is installed by tests/run.sh")
+def test_a_real_prometheus_fires_the_charts_alert_on_the_runs_metrics(clean_run, pushgw, tmp_path):
+    """Run -> Pushgateway -> Prometheus (Debian's, scraping it with honor_labels) -> the chart's
+    rules: 3 of the 9 recordings failed, over the 5% threshold, so that alert fires; the run
+    itself did not fail (exit code 1) and both pools had a worker, so those stay quiet."""
+    chart = Path(__file__).resolve().parents[1] / "helm" / "granite-batch"
+    sets = ["metrics.prometheusRule.enabled=true", "job.metrics.grouping.job_file=job"]
+    r = subprocess.run(
+        ["helm", "template", "rel", str(chart), *[a for x in sets for a in ("--set", x)]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HELM_CACHE_HOME": "/tmp/gb-helm", "HELM_CONFIG_HOME": "/tmp/gb-helm"},
+    )
+    assert r.returncode == 0, r.stderr
+    (rule,) = [d for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "PrometheusRule"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    gw = pushgw.url.removeprefix("http://")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "rules.yaml")],
+        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True, "static_configs": [{"targets": [gw]}]}],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    with (tmp_path / "prometheus.log").open("w") as log:
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
+            + [f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        firing: dict[str, dict] = {}
+        deadline = time.monotonic() + 60
+        while "GraniteBatchFailedRecordings" not in firing and time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=2).read()
+            except OSError:
+                continue
+            alerts = json.loads(body)["data"]["alerts"]
+            firing = {a["labels"]["alertname"]: a for a in alerts if a["state"] == "firing"}
+        assert "GraniteBatchFailedRecordings" in firing, (tmp_path / "prometheus.log").read_text()[-3000:]
+        a = firing["GraniteBatchFailedRecordings"]
+        assert a["labels"]["job_file"] == "job" and float(a["value"]) == pytest.approx(3 / 9)
+        assert "33.33%" in a["annotations"]["summary"]
+        assert not {"GraniteBatchRunFailed", "GraniteBatchEnginePoolDown"} & set(firing)
+    finally:
+        prom.terminate()
+        prom.wait(10)
 
 
 def test_a_rerun_does_no_new_work(clean_run, inputs, pushgw):
