@@ -125,6 +125,20 @@ class TreePeak:
         return self.peak / 2**20
 
 
+def _timed(name: str, cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float, str]:
+    """Run `cmd` to its end (from the project root, output to `log`): wall seconds, the process
+    tree's peak RSS in MB, and its output; exits the bench if it failed."""
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        peak = TreePeak(proc.pid)
+        rc = proc.wait()
+    wall, rss, text = time.perf_counter() - t0, peak.stop(), log.read_text()
+    if rc != 0:
+        sys.exit(f"{name} failed ({rc}):\n{text[-4000:]}")
+    return wall, rss, text
+
+
 def _env() -> dict[str, str]:
     return {
         **os.environ,
@@ -159,23 +173,12 @@ def run_ours(model: str, audio: Path, tmp: Path) -> dict:
     }
     cfg = tmp / "ours.yaml"
     cfg.write_text(yaml.safe_dump(job))
-    log = tmp / "ours.log"
-    t0 = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg)],
-            cwd=ROOT,
-            env=_env(),
-            stdout=f,
-            stderr=subprocess.STDOUT,
-        )
-        peak = TreePeak(proc.pid)
-        rc = proc.wait()
-    wall = time.perf_counter() - t0
-    rss = peak.stop()
-    text = log.read_text()
-    if rc != 0:
-        sys.exit(f"granite-batch run failed ({rc}):\n{text[-4000:]}")
+    wall, rss, _ = _timed(
+        "granite-batch run",
+        [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg)],
+        _env(),
+        tmp / "ours.log",
+    )
     (manifest,) = glob.glob(str(out / "runs" / "*.json"))
     info = json.loads(Path(manifest).read_text())
     from datetime import datetime
@@ -310,17 +313,7 @@ def run_granite_speech(model: str, files: list[tuple[Path, float]], tmp: Path) -
     )
     env = {**_env(), "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     args = [sys.executable, __file__, "--role", "granite-speech", "--model", model, *[str(p) for p, _ in files]]
-    out_path = tmp / "gs.out"
-    t0 = time.perf_counter()
-    with out_path.open("w") as f:
-        proc = subprocess.Popen(args, env=env, stdout=f, stderr=subprocess.STDOUT)
-        peak = TreePeak(proc.pid)
-        rc = proc.wait()
-    wall = time.perf_counter() - t0
-    rss = peak.stop()
-    text = out_path.read_text()
-    if rc != 0:
-        sys.exit(f"granite-speech failed ({rc}):\n{text[-4000:]}")
+    wall, rss, text = _timed("granite-speech", args, env, tmp / "gs.out")
     r = json.loads(text.strip().splitlines()[-1])
     # its own load is measured inside; the interpreter's start and imports before it count too
     return {"wall_s": wall, "load_s": wall - r["work_s"], "tokens": r["tokens"], "peak_rss_mb": rss}
