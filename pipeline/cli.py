@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -184,6 +185,9 @@ def _run(args: dict[str, Any]) -> int:
     from .job import run_job
     from .ray_run import RayBackend
 
+    # Kubernetes stops a pod with SIGTERM: end like Ctrl-C, so what is settled is committed, the
+    # output's lock released and the exit code (143) pushed, before the SIGKILL that follows.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     report = run_job(_config(args), RayBackend)
     print(f"manifest: {report.manifest_uri}")
     return report.exit_code

@@ -1,7 +1,7 @@
 """The CLI's exit codes, all of them, and the error classes behind them (the metrics' exit code
 too): 0 done; 1 finished, but recordings failed (run, transcribe), a check failed (doctor) or the
 last run failed (status); 2 bad configuration or input; 3 the run itself failed; 4 anything else:
-a bug, or Ray lost (never 1)."""
+a bug, or Ray lost (never 1); 130 interrupted; 143 stopped by SIGTERM (a pod deleted, a deadline)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ ERRORS: tuple[tuple[tuple[type[Exception], ...], int, str], ...] = (
 INTERNAL_ERROR = 4
 
 
+INTERRUPTED = 130  # Ctrl-C, as shells report it
+
+
 def code_of(err: BaseException) -> int:
-    """The exit code an error ends the CLI with."""
+    """The exit code an error ends the CLI with (SystemExit: its own, e.g. 143 after a SIGTERM)."""
+    if isinstance(err, KeyboardInterrupt):
+        return INTERRUPTED
+    if isinstance(err, SystemExit):
+        return err.code if isinstance(err.code, int) else 1
     return next((code for types, code, _ in ERRORS if isinstance(err, types)), INTERNAL_ERROR)

@@ -123,18 +123,44 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
     started_at, t0 = datetime.now(timezone.utc), time.monotonic()
     cfg = cfg.for_run(started_at)
     run_id = new_run_id(started_at)
+    live = _Live(Progress(started=t0), t0)
+    pusher = Pusher(cfg.metrics, run_id, started_at.timestamp(), live.snapshot) if cfg.metrics.pushgateway_url else None
+    try:
+        report = _run_job(cfg, start_backend, err, run_id, started_at, live)
+    except BaseException as failure:  # every way out pushes its exit code: the alerts read it
+        if pusher is not None:
+            pusher.final(code_of(failure))
+        raise
+    if pusher is not None:
+        pusher.final(report.exit_code)
+    return report
+
+
+@dataclass
+class _Live:
+    """What the metrics read while the run goes on: its progress and, once started, its backend."""
+
+    progress: Progress
+    t0: float
+    backend: Backend | None = None
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.progress.as_dict(), _engines(self.backend, self.t0)
+
+
+def _run_job(
+    cfg: JobConfig,
+    start_backend: Callable[[JobConfig], Backend],
+    err: TextIO,
+    run_id: str,
+    started_at: datetime,
+    live: _Live,
+) -> RunReport:
     compliance = Compliance(cfg, run_id) if cfg.compliance.enabled else None  # a bad terms file stops here
     store = output_store(cfg, cfg.output.uri)
     recovered = store.prepare(run_id)
-    run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err, compliance)
+    run = _Run(cfg, run_id, store, started_at.strftime("%Y-%m-%d"), err, compliance, live.progress)
     heartbeat = Heartbeat(store, run_id)
-    backend: Backend | None = None  # started at the first recording with work: a re-run with none starts nothing
-    engines = lambda: _engines(backend, t0)  # noqa: E731 - the backend starts later
-    pusher = (
-        Pusher(cfg.metrics, run_id, lambda: (run.progress.as_dict(), engines()))
-        if cfg.metrics.pushgateway_url
-        else None
-    )
     try:
         source = open_source(cfg.input, cfg.filters)
         run.progress.not_listed = source.stats  # filled in as the listing is consumed
@@ -142,31 +168,29 @@ def run_job(cfg: JobConfig, start_backend: Callable[[JobConfig], Backend], err: 
         for window in windows(listing, cfg.run.window_recordings):
             todo = run.skip_done(window)
             if todo:
-                backend = backend or start_backend(cfg)
-                run.transcribe(backend, todo)
-    except BaseException as failure:
+                # started at the first recording with work: a re-run with none starts nothing
+                live.backend = live.backend or start_backend(cfg)
+                run.transcribe(live.backend, todo)
+    except BaseException:
         with contextlib.suppress(Exception):
             run.committer.flush()  # what is settled is complete: keep it, so a re-run does less
         with contextlib.suppress(Exception):
             store.release(run_id)  # this run is over: the next may start at once
-        if pusher is not None:
-            pusher.final(run.progress.as_dict(), engines(), code_of(failure))
         raise
     finally:
-        if backend is not None:
-            backend.close()
+        if live.backend is not None:
+            live.backend.close()
         heartbeat.stop()
     run.committer.flush()
     run.printer.final()
+    backend = live.backend
     figures = run.progress.as_dict()
-    info = manifest(cfg, run_id, started_at, backend.model_revisions if backend else [], engines(), figures, recovered)
+    engines = _engines(backend, live.t0)
+    info = manifest(cfg, run_id, started_at, backend.model_revisions if backend else [], engines, figures, recovered)
     uri = store.write_manifest(run_id, info | {"output": store.manifest_extra()})
     store.release(run_id)
     print(run.progress.summary(run_id, cfg.output.uri), file=err)
-    report = RunReport(run_id, uri, run.progress)
-    if pusher is not None:
-        pusher.final(figures, engines(), report.exit_code)
-    return report
+    return RunReport(run_id, uri, run.progress)
 
 
 def _engines(backend: Backend | None, t0: float) -> dict[str, Any]:
@@ -183,11 +207,18 @@ class _Run:
     """One run's state: what earlier runs settled, what is in flight, progress and commits."""
 
     def __init__(
-        self, cfg: JobConfig, run_id: str, store: OutputStore, date: str, err: TextIO, compliance: Compliance | None
+        self,
+        cfg: JobConfig,
+        run_id: str,
+        store: OutputStore,
+        date: str,
+        err: TextIO,
+        compliance: Compliance | None,
+        progress: Progress,
     ) -> None:
         self.cfg, self.run_id, self.compliance = cfg, run_id, compliance
         self.history = store.history()
-        self.progress = Progress()
+        self.progress = progress
         rules = compliance.rules.fingerprint if compliance else None
         self.committer = _Committer(store, run_id, date, cfg.output.commit_every_s, cfg.output.commit_rows, rules)
         self.assembler = Assembler(run_id, cfg.model.id, cfg.prompt.language)

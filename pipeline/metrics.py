@@ -46,6 +46,44 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(P + name, doc, value=float(value))
 
 
+# Failure reasons as metric labels: a fixed set, first matching prefix wins. The free text (which
+# can name an object key, i.e. a customer's name or number) stays in the manifest and the rows.
+REASON_CLASSES = (
+    ("truncated", "truncated"),
+    ("corrupt or truncated", "truncated"),
+    ("too large", "too large"),
+    ("too long", "too long"),
+    ("unsupported codec", "unsupported codec"),
+    ("not audio", "not audio"),
+    ("no audio samples", "no audio"),
+    ("empty object", "empty object"),
+    ("short read", "unreadable"),
+    ("cannot open", "unreadable"),
+    ("cannot read", "unreadable"),
+    ("reading ", "unreadable"),
+    ("object changed", "object changed"),
+    ("manifest row", "manifest row"),
+    ("worker process died", "worker lost"),
+    ("worker failed", "worker lost"),
+    ("lost in the pipeline", "worker lost"),
+    ("engine failed", "engine"),
+    ("no engine worker", "engine"),
+    ("redacted audio", "compliance"),
+    ("internal error", "internal error"),
+)
+
+
+def reason_class(reason: str) -> str:
+    return next((cls for prefix, cls in REASON_CLASSES if reason.startswith(prefix)), "other")
+
+
+def by_class(reasons: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for reason, n in reasons.items():
+        out[reason_class(reason)] = out.get(reason_class(reason), 0) + n
+    return out
+
+
 def pool_of(worker: str) -> str:
     """Engine worker keys are `<pool>-<k>` (ray_run/backend.py)."""
     return worker.rsplit("-", 1)[0]
@@ -80,7 +118,7 @@ def families(
         _counter(
             "segments", "Segments written, by the path that produced the text.", figures["decoded_by"], "decoded_by"
         ),
-        _counter("failures", "Failed recordings by reason class.", figures["failures_by_reason"], "reason"),
+        _counter("failures", "Failed recordings by reason class.", by_class(figures["failures_by_reason"]), "reason"),
         _counter("term_hits", "Compliance term hits, by category.", figures.get("hits_by_category", {}), "category"),
         _counter("pii_redacted", "PII spans redacted, by entity type.", figures.get("pii_by_type", {}), "entity_type"),
         _gauge("rtfx", "Audio seconds transcribed per wall second of the run.", figures["rtfx"]),
@@ -132,12 +170,10 @@ class Pusher:
     """Pushes a run's metrics now and then, and at its end. `snapshot` is called on the pusher's
     thread: it must only read (a read that races the driver is skipped, and the next one taken)."""
 
-    def __init__(self, cfg: MetricsConfig, run_id: str, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, cfg: MetricsConfig, run_id: str, started_at: float, snapshot: Callable[[], Snapshot]) -> None:
         assert cfg.pushgateway_url
-        self.cfg, self.run_id, self.snapshot = cfg, run_id, snapshot
-        self.started_at = time.time()
+        self.cfg, self.run_id, self.started_at, self.snapshot = cfg, run_id, started_at, snapshot
         self._warned = False
-        self._lock = threading.Lock()  # one push at a time: the final one must be the last
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="metrics-push")
         self._thread.start()
@@ -150,11 +186,28 @@ class Pusher:
                 continue
             self._push(families(self.run_id, self.started_at, figures, engines, None))
 
-    def final(self, figures: dict[str, Any], engines: dict[str, Any], exit_code: int) -> None:
-        """The last push: the run's final figures and exit code (and, if 0, the time of success)."""
+    def final(self, exit_code: int) -> None:
+        """The last push, after the thread's (it is stopped and joined first): the run's final
+        figures and exit code, and, if 0, the time of success. Never raises: metrics never cost
+        the run, nor hide why it ended."""
         self._stop.set()
         self._thread.join(timeout=self.cfg.timeout_s + 1)
-        self._push(families(self.run_id, self.started_at, figures, engines, exit_code))
+        try:
+            for attempt in range(3):  # the admitter thread may still be adding a failed engine
+                try:
+                    figures, engines = self.snapshot()
+                    break
+                except RuntimeError:
+                    if attempt == 2:
+                        raise
+            metrics = families(self.run_id, self.started_at, figures, engines, exit_code)
+        except Exception as err:  # noqa: BLE001 - still say how the run ended
+            log.warning("metrics: the run's final figures could not be read (%s)", type(err).__name__)
+            metrics = [
+                _gauge("run_finished", "1 once the run has ended.", 1),
+                _gauge("exit_code", "The exit code.", exit_code),
+            ]
+        self._push(metrics)
         if exit_code == 0:
             success = _gauge(
                 "last_success_timestamp_seconds", "When a run last ended with exit code 0 (Unix time).", time.time()
@@ -162,20 +215,19 @@ class Pusher:
             self._push([success], {"outcome": "success"})
 
     def _push(self, metrics: list[Metric], extra: dict[str, str] | None = None) -> None:
-        with self._lock:
-            try:
-                push_to_gateway(
-                    self.cfg.pushgateway_url,  # type: ignore[arg-type]
-                    job=self.cfg.job,
-                    registry=_registry(metrics),
-                    grouping_key={**self.cfg.grouping, **(extra or {})},
-                    timeout=self.cfg.timeout_s,
+        try:
+            push_to_gateway(
+                self.cfg.pushgateway_url,  # type: ignore[arg-type]
+                job=self.cfg.job,
+                registry=_registry(metrics),
+                grouping_key={**self.cfg.grouping, **(extra or {})},
+                timeout=self.cfg.timeout_s,
+            )
+        except Exception as err:  # noqa: BLE001 - metrics never cost the run
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "metrics: could not push to the Pushgateway (%s: %s); the run goes on without them",
+                    type(err).__name__,
+                    str(err)[:200],
                 )
-            except Exception as err:  # noqa: BLE001 - metrics never cost the run
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "metrics: could not push to the Pushgateway (%s: %s); the run goes on without them",
-                        type(err).__name__,
-                        str(err)[:200],
-                    )
