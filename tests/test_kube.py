@@ -238,7 +238,7 @@ def test_the_prometheusrule_passes_the_prometheus_operator_crd_schema(tmp_path):
     assert "rules/0/for must be string" in r.stdout
 
 
-def test_the_dashboard_queries_parse_and_use_only_metrics_a_run_pushes(tmp_path):
+def test_the_dashboard_and_alert_queries_use_only_metrics_a_run_pushes(tmp_path):
     import json
 
     from prometheus_client import generate_latest
@@ -264,6 +264,8 @@ def test_the_dashboard_queries_parse_and_use_only_metrics_a_run_pushes(tmp_path)
     engines = {"ready": {"gpu": 1}, "failed": {}, "first_ready_s": 1.0}
     reg = m._registry(m.families("r", 0.0, figures, engines, 0) + [m._gauge("last_success_timestamp_seconds", "", 1)])
     pushed = {s.name for f in text_string_to_metric_families(generate_latest(reg).decode()) for s in f.samples}
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]  # the alerts read only pushed metrics too
+    exprs += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     used = {w for e in exprs for w in re.findall(r"granite_batch_\w+", e)}
     assert used and used <= pushed, used - pushed
 

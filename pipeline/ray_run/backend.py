@@ -82,7 +82,8 @@ class RayBackend:
             n = pool.replicas
             if n == "auto":
                 n = int(gpus // pool.gpus) if pool.device == "gpu" and pool.gpus else (1 if pool.device == "cpu" else 0)
-            self.pools[pool.name] = 0
+            if n:  # a pool sized to nothing (no GPUs here) is not a pool that failed to come up
+                self.pools[pool.name] = 0
             actor = ray.remote(EngineWorker).options(
                 num_cpus=pool.cpus,
                 num_gpus=pool.gpus if pool.device == "gpu" else 0,
