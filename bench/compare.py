@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -194,12 +193,6 @@ def run_ours(model: str, audio: Path, tmp: Path) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _generated(url: str) -> float:
     import requests
 
@@ -210,7 +203,9 @@ def _generated(url: str) -> float:
 def run_vllm_server(model: str, files: list[tuple[Path, float]], tmp: Path) -> dict:
     import requests
 
-    port = _free_port()
+    from tests.services.s3 import free_port
+
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-c", VLLM_CLI, "serve", model, "--port", str(port), "--host", "127.0.0.1"]
     cmd += ["--served-model-name", "granite"]

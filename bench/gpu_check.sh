@@ -16,8 +16,8 @@
 #
 # Time: setup ~30 s, building the full-size random model ~80 s, vLLM (start-up with compilation
 # and CUDA graphs, warm-up, passes) and then transformers, each limited to ROLE_TIMEOUT seconds
-# (default 300) by gpu_rtfx.py so that a stuck engine still leaves the other's figures; the whole
-# is meant to end well inside the 600 s a device command may run. Everything printed is also
+# (default 200) by gpu_rtfx.py so that a stuck engine still leaves the other's figures; the whole
+# ends inside the 600 s a device command may run even then (about 30 + 80 + 2 x 200 s). Everything printed is also
 # written to $OUT/gpu_check.log ($OUT: the device tool's folder that comes back; else /tmp).
 # Extra arguments go to gpu_rtfx.py (e.g. --batches 256,1024 --sched-blocks 4096).
 # gpu_rtfx.py's last line, gpu_rtfx=<best vLLM RTFx> vllm_over_transformers=<x> gpu=<name>, comes just
@@ -48,7 +48,7 @@ python3 -c 'import vllm; print("vllm", vllm.__version__, "from", vllm.__file__)'
 echo "versions done at $((SECONDS - t0)) s"
 
 echo "== bench/gpu_rtfx.py --engine vllm"
-python3 bench/gpu_rtfx.py --engine vllm --role-timeout "${ROLE_TIMEOUT:-300}" "$@"
+python3 bench/gpu_rtfx.py --engine vllm --role-timeout "${ROLE_TIMEOUT:-200}" "$@"
 rc=$?
 echo "gpu_check: exit $rc after $((SECONDS - t0)) s"
 exec >&- 2>&-

@@ -147,8 +147,9 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     report = run_job(cfg, lambda c: backend, err=io.StringIO())
     pipe = time.perf_counter() - t0
     after = ray.get(handle.stats.remote(timeline=True))
-    bare_passes = before["passes"][len(bare_before["passes"]) :]
-    pipe_passes = after["passes"][len(before["passes"]) :]
+    # the passes each part made (by the count of calls: the timeline keeps only the last 10,000)
+    bare_passes = before["passes"][len(before["passes"]) - (before["calls"] - bare_before["calls"]) :]
+    pipe_passes = after["passes"][len(after["passes"]) - (after["calls"] - before["calls"]) :]
     assert report.progress.ok == len(recs) and report.progress.segments == len(rows), report.progress.as_dict()
     return {
         "blocks": len(rows),
