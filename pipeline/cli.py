@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 import traceback
@@ -17,7 +16,7 @@ from typing import Any
 from . import cpu_torch
 from .config import ConfigError, JobConfig, load_config
 from .engines.base import EngineStartError
-from .exit_codes import ERRORS, INTERNAL_ERROR
+from .exit_codes import ERRORS, INTERNAL_ERROR, exit_on_sigterm
 from .plan import run_plan
 
 
@@ -185,9 +184,7 @@ def _run(args: dict[str, Any]) -> int:
     from .job import run_job
     from .ray_run import RayBackend
 
-    # Kubernetes stops a pod with SIGTERM: end like Ctrl-C, so what is settled is committed, the
-    # output's lock released and the exit code (143) pushed, before the SIGKILL that follows.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    exit_on_sigterm()
     report = run_job(_config(args), RayBackend)
     print(f"manifest: {report.manifest_uri}")
     return report.exit_code

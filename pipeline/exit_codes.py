@@ -5,6 +5,10 @@ a bug, or Ray lost (never 1); 130 interrupted; 143 stopped by SIGTERM (a pod del
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+
 from .config import ConfigError
 from .engines.base import EngineStartError
 from .engines.model_source import ModelSourceError
@@ -29,3 +33,11 @@ def code_of(err: BaseException) -> int:
     if isinstance(err, SystemExit):
         return err.code if isinstance(err.code, int) else 1
     return next((code for types, code, _ in ERRORS if isinstance(err, types)), INTERNAL_ERROR)
+
+
+def exit_on_sigterm() -> None:
+    """Kubernetes stops a pod with SIGTERM: end like Ctrl-C (settled rows committed, the output's
+    lock released, the exit code pushed) with 143, before the SIGKILL that follows. Ray's driver
+    installs its own handler (exit 15), so this is called again after `ray.init`."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))

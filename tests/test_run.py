@@ -3,6 +3,7 @@ the tiny model in two engine pools, Parquet out; then a re-run, and a run killed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -341,10 +342,10 @@ def test_a_rerun_does_no_new_work(clean_run, inputs, pushgw):
     assert {r["previous_run_id"] for r in third} == first
 
 
-def _kill_midway(clean_run, tmp_path, moto, out: Path, committed, **extra) -> tuple[int, Path]:
-    """Start a run on `out`, SIGKILL its driver once `committed()` (work pending: one file's GETs are
-    held at a proxy), after checking that a second live run is refused. Returns the killed pid and
-    a job for the re-run."""
+def _kill_midway(clean_run, tmp_path, moto, out: Path, committed, sig=signal.SIGKILL, **extra) -> tuple[int, Path]:
+    """Start a run on `out`, send its driver `sig` once `committed()` (work pending: one file's GETs
+    are held at a proxy), after checking that a second live run is refused. Returns the killed pid
+    and a job for the re-run; the driver's exit status is in `_kill_midway.rc`."""
     from tests.services.fault_proxy import FaultProxy
 
     tmp, job, _, _ = clean_run
@@ -369,9 +370,10 @@ def _kill_midway(clean_run, tmp_path, moto, out: Path, committed, **extra) -> tu
         job2 = write_job(tmp_path / "job.yaml", model, moto, output__commit_every_s=0.01, **extra)
         rc, _, err = finish(granite("run", "--config", str(job2), "--output", str(out)))
         assert rc == 3 and "is writing to" in err and f"pid {p.pid})" in err  # two live runs: one is refused
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-        os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
+        os.kill(p.pid, sig)
+        _kill_midway.rc = p.wait(120)
+        with contextlib.suppress(ProcessLookupError):  # none left after a SIGTERM: the driver ended them
+            os.killpg(p.pid, signal.SIGKILL)  # Ray's processes die with the driver; make sure for CI
         assert proxy.injected["held"]
     return p.pid, job2
 
@@ -404,6 +406,21 @@ def test_a_killed_run_resumes_without_duplicates_or_losses(clean_run, tmp_path, 
     assert 0 < len(first) < len(inputs)
     assert "voicemail-0005.mp3" not in {r["source_uri"].rsplit("/", 1)[1] for r in first}
     _resume_at_once(job, out, pid)
+    _same_as_clean(clean_run, read(out, "segments").to_pylist(), read(out, "recordings").to_pylist(), inputs)
+
+
+def test_a_sigterm_ends_the_run_like_ctrl_c(clean_run, tmp_path, moto, inputs, pushgw):
+    """Kubernetes stops a pod with SIGTERM: the run commits what is settled, releases the output's
+    lock and pushes exit code 143, so the next run starts at once, without a takeover."""
+    out = tmp_path / "out"
+    metrics = {"pushgateway_url": pushgw.url, "grouping": {"job_file": "sigterm"}}
+    committed = lambda: list((out / "segments").rglob("*.parquet"))  # noqa: E731
+    _, job = _kill_midway(clean_run, tmp_path, moto, out, committed, sig=signal.SIGTERM, metrics=metrics)
+    assert _kill_midway.rc == 143
+    group = (("instance", ""), ("job", "granite-batch"), ("job_file", "sigterm"))
+    assert pushgw.metrics()[("granite_batch_exit_code", group)] == 143
+    rc, _, err = finish(granite("run", "--config", str(job), "--output", str(out)))
+    assert rc in (0, 1) and "has ended" not in err, err[-3000:]  # the lock was released, not taken over
     _same_as_clean(clean_run, read(out, "segments").to_pylist(), read(out, "recordings").to_pylist(), inputs)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..config import JobConfig
 from ..engines.base import EngineStartError
 from ..engines.prompts import job_keywords
+from ..exit_codes import exit_on_sigterm
 from ..job import Item
 from ..model import Recording, result_from_row
 from .broker import Broker, Slot
@@ -53,6 +54,7 @@ def init_ray(cfg: JobConfig) -> None:
             include_dashboard=False,
             logging_level=logging.WARNING,
         )
+    exit_on_sigterm()  # again: ray.init put its own in
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # job.py prints our own progress
     ctx.print_on_execution_start = False
