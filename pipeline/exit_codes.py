@@ -21,8 +21,6 @@ ERRORS: tuple[tuple[tuple[type[Exception], ...], int, str], ...] = (
     ((OutputError, EngineStartError), 3, "run failed: "),
 )
 INTERNAL_ERROR = 4
-
-
 INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 

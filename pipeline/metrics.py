@@ -14,9 +14,11 @@ families out. Names follow Prometheus' conventions: `granite_batch_` prefix, bas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -78,10 +80,10 @@ def reason_class(reason: str) -> str:
 
 
 def by_class(reasons: dict[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
+    out: Counter[str] = Counter()
     for reason, n in reasons.items():
-        out[reason_class(reason)] = out.get(reason_class(reason), 0) + n
-    return out
+        out[reason_class(reason)] += n
+    return dict(out)
 
 
 def pool_of(worker: str) -> str:
@@ -124,9 +126,7 @@ def families(
         _gauge("rtfx", "Audio seconds transcribed per wall second of the run.", figures["rtfx"]),
     ]
     workers = GaugeMetricFamily(P + "engine_workers", "Engine workers by pool and state.", labels=["pool", "state"])
-    failed: dict[str, int] = {}
-    for key in engines.get("failed", {}):
-        failed[pool_of(key)] = failed.get(pool_of(key), 0) + 1
+    failed = Counter(pool_of(key) for key in engines.get("failed", {}))
     for pool in sorted(set(engines.get("ready", {})) | set(failed)):
         workers.add_metric([pool, "ready"], engines.get("ready", {}).get(pool, 0))
         workers.add_metric([pool, "failed"], failed.get(pool, 0))
@@ -180,11 +180,8 @@ class Pusher:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.cfg.push_every_s):
-            try:
-                figures, engines = self.snapshot()
-            except RuntimeError:  # a dict the driver changed while we read it: next time
-                continue
-            self._push(families(self.run_id, self.started_at, figures, engines, None))
+            with contextlib.suppress(RuntimeError):  # a dict the driver changed while we read it: next time
+                self._push(families(self.run_id, self.started_at, *self.snapshot(), None))
 
     def final(self, exit_code: int) -> None:
         """The last push, after the thread's (it is stopped and joined first): the run's final
@@ -193,14 +190,7 @@ class Pusher:
         self._stop.set()
         self._thread.join(timeout=self.cfg.timeout_s + 1)
         try:
-            for attempt in range(3):  # the admitter thread may still be adding a failed engine
-                try:
-                    figures, engines = self.snapshot()
-                    break
-                except RuntimeError:
-                    if attempt == 2:
-                        raise
-            metrics = families(self.run_id, self.started_at, figures, engines, exit_code)
+            metrics = families(self.run_id, self.started_at, *self._read(), exit_code)
         except Exception as err:  # noqa: BLE001 - still say how the run ended
             log.warning("metrics: the run's final figures could not be read (%s)", type(err).__name__)
             metrics = [
@@ -213,6 +203,14 @@ class Pusher:
                 "last_success_timestamp_seconds", "When a run last ended with exit code 0 (Unix time).", time.time()
             )
             self._push([success], {"outcome": "success"})
+
+    def _read(self, tries: int = 3) -> Snapshot:
+        """The snapshot, read again if the driver's threads changed a dict under it (the admitter
+        may still be adding a failed engine)."""
+        for _ in range(tries - 1):
+            with contextlib.suppress(RuntimeError):
+                return self.snapshot()
+        return self.snapshot()
 
     def _push(self, metrics: list[Metric], extra: dict[str, str] | None = None) -> None:
         try:

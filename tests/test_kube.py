@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from functools import cache
 from pathlib import Path
@@ -217,7 +218,7 @@ def test_the_prometheusrule_passes_the_prometheus_operator_crd_schema(tmp_path):
     import json
 
     assert shutil.which("npm") and shutil.which("node"), "tests/run.sh installs npm (with node)"
-    modules = Path("/tmp/gb-npm-prometheus-operator")  # fetched once per machine, like helm
+    modules = Path(tempfile.gettempdir()) / "gb-npm-prometheus-operator"  # once per temp dir (CI: per run)
     if not (modules / "node_modules" / "@kubernetes-models" / "prometheus-operator").is_dir():
         r = subprocess.run(
             ["npm", "install", "-q", "--no-audit", "--no-fund", "--prefix", str(modules), KUBERNETES_MODELS],

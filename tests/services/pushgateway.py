@@ -34,6 +34,11 @@ class Pushgateway:
         }
 
 
+def sample(got: dict, name: str, job_file: str, **labels: str) -> float:
+    """One sample of `metrics()` in the group a run of `job_file` pushes to (job granite-batch)."""
+    return got[(name, tuple(sorted({"instance": "", "job": "granite-batch", "job_file": job_file, **labels}.items())))]
+
+
 @contextmanager
 def start_pushgateway(timeout_s: float = 10.0) -> Iterator[Pushgateway]:
     if shutil.which(BINARY) is None:
