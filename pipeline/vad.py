@@ -1,9 +1,11 @@
-"""Speech probability per 32 ms frame, from the Silero VAD model shipped in the `silero-vad` package.
+"""Speech probability per 32 ms frame, from Silero VAD (16 kHz), the model of the `silero-vad` package.
 
-We run the package's *sequence* ONNX export (many frames per call, bit-exact with the stock
-frame-by-frame model) through onnxruntime and carry its LSTM state across calls, so a channel
-streams through in constant memory. The package's Python helpers import torch; the model file
-does not need it, so we locate the file without importing the package.
+We run a *sequence* ONNX export (many frames per call) through onnxruntime and carry its LSTM
+state across calls, so a channel streams through in constant memory. The export is ours,
+`pipeline/data/silero_vad_16k_gemm.onnx` (made by `pipeline/vad_export.py` from the package's
+weights): the package's own sequence export computes the same probabilities ~3x slower, and the
+VAD is most of audio-in's CPU (docs/architecture.md#audio-in-cpu). The package's Python helpers
+import torch; the model files do not need it, so we never import the package.
 """
 
 from __future__ import annotations
@@ -28,14 +30,21 @@ _WARMUP = 4
 _GROUP = 64
 
 
-@functools.cache
-def _session():  # one per process: the session is thread-safe and costs ~10 MB
-    import onnxruntime as ort
+MODEL = Path(__file__).with_name("data") / "silero_vad_16k_gemm.onnx"
 
+
+def package_model(name: str = "silero_vad_16k_sequence.onnx") -> Path:
+    """A model file the silero-vad package ships (what ours is checked against)."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the silero-vad package is not installed (pip install silero-vad)")
-    model = Path(spec.submodule_search_locations[0]) / "data" / "silero_vad_16k_sequence.onnx"
+    return Path(spec.submodule_search_locations[0]) / "data" / name
+
+
+@functools.cache
+def _session(model: Path = MODEL):  # one per process: the session is thread-safe and costs ~10 MB
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     # One thread: parallelism comes from running many recordings at once, not from inside one.
     opts.intra_op_num_threads = 1
@@ -47,7 +56,7 @@ class StreamingVad:
     """Feed 16 kHz float32 samples in any chunk sizes; get one probability per completed frame."""
 
     def __init__(self, gate_dbfs: float | None = -50.0) -> None:
-        self._session = _session()
+        self._session = _session(MODEL)
         self._reset()
         self._pending = np.zeros(0, np.float32)
         # mean square per frame below which a frame counts as quiet (dBFS of a full-scale sine = 0)
