@@ -7,6 +7,7 @@ with soxr. `DecodeError` carries a one-line reason for the recording's status ro
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import BinaryIO, Literal
 
@@ -17,6 +18,18 @@ import soxr
 from .model import SAMPLE_RATE, AudioInfo
 
 CHUNK_S = 2.0  # audio handed downstream at a time: big enough to amortise per-call overhead
+# Sample formats numpy turns into float32 itself (None: already float), which costs a fraction of
+# a call into FFmpeg's converter per frame; -> the factor that scales integers to [-1, 1).
+_SCALE: dict[str, float | None] = {
+    "flt": None,
+    "fltp": None,
+    "dbl": None,
+    "dblp": None,
+    "s16": 2.0**-15,
+    "s16p": 2.0**-15,
+    "s32": 2.0**-31,
+    "s32p": 2.0**-31,
+}
 
 # Content that is often mislabelled as audio, for a clearer reason than "invalid data".
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -91,6 +104,7 @@ class AudioDecoder:
                 f"too long: header declares {self.declared_s:.1f} s, over filters.max_duration_s={max_duration_s:g}"
             )
         self._native_samples = 0
+        self._format = "flt"  # of the frames `_frames` yields
 
     def _declared_duration(self, fileobj: BinaryIO) -> float | None:
         # Trusted only where the format stores the length (FLAC STREAMINFO, MP4 sample tables,
@@ -114,26 +128,15 @@ class AudioDecoder:
     def chunks(self) -> Iterator[np.ndarray]:
         streams = 1 if self._policy == "mix" else self.channels
         resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, streams, dtype="float32", quality="HQ")
-        # Packed float, not planar: PyAV mis-sizes planar frames of 8+ channels (and crashes),
-        # and soxr wants interleaved (n, channels) anyway.
-        to_float = av.AudioResampler(format="flt", layout=self._stream.layout, rate=self.sample_rate)
         pending: list[np.ndarray] = []
         pending_n, chunk_n = 0, int(CHUNK_S * self.sample_rate)
         try:
-            for frame in self._decode():
-                for packed in self._to_float(to_float, frame):
-                    if len(packed.layout.channels) != self.channels:
-                        raise DecodeError(
-                            f"channel count changed mid-stream ({self.channels} -> {len(packed.layout.channels)})"
-                        )
-                    x = packed.to_ndarray().reshape(-1, self.channels)  # (n, channels) float32
-                    self._native_samples += x.shape[0]
-                    self._check_length()
-                    pending.append(x)
-                    pending_n += x.shape[0]
-                    if pending_n >= chunk_n:
-                        yield self._resample(resampler, pending, last=False)
-                        pending, pending_n = [], 0
+            for x in self._frames():
+                pending.append(x)
+                pending_n += x.shape[0]
+                if pending_n >= chunk_n:
+                    yield self._resample(resampler, pending, last=False)
+                    pending, pending_n = [], 0
             yield self._resample(resampler, pending, last=True)
         finally:
             self._container.close()
@@ -141,33 +144,76 @@ class AudioDecoder:
             raise DecodeError(f"no audio samples decoded ({self.codec} in {self.format})")
         self._check_declared()
 
+    def _frames(self) -> Iterator[np.ndarray]:
+        """Each decoded frame as (n, channels) samples, in its own format; `_resample` scales them."""
+        frames = self._decode()
+        first = next(frames, None)
+        if first is None:
+            return
+        fmt = first.format
+        plain = (first.sample_rate, first.layout.nb_channels) == (self.sample_rate, self.channels)
+        if not plain or fmt.name not in _SCALE or (fmt.is_planar and self.channels >= 8):
+            yield from self._converted(itertools.chain([first], frames))
+            return
+        self._format, expect = fmt.name, (fmt.name, self.sample_rate)
+        for frame in itertools.chain([first], frames):
+            channels = frame.layout.nb_channels
+            if channels != self.channels:
+                raise DecodeError(f"channel count changed mid-stream ({self.channels} -> {channels})")
+            if (frame.format.name, frame.sample_rate) != expect:
+                raise self._changed(frame)
+            x = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+            x = x.T if fmt.is_planar else x.reshape(-1, channels)
+            self._count(x.shape[0])
+            yield x
+
+    def _converted(self, frames: Iterator[av.AudioFrame]) -> Iterator[np.ndarray]:
+        # FFmpeg converts what numpy is not given: other sample formats, and planar audio of 8+
+        # channels (PyAV mis-sizes those frames, and crashes). Packed float: soxr wants (n, channels).
+        to_float = av.AudioResampler(format="flt", layout=self._stream.layout, rate=self.sample_rate)
+        self._format = "flt"
+        for frame in frames:
+            try:
+                packed_frames = to_float.resample(frame)
+            except ValueError:  # PyAV: "Frame does not match AudioResampler setup"
+                raise self._changed(frame) from None
+            for packed in packed_frames:
+                if len(packed.layout.channels) != self.channels:
+                    raise DecodeError(
+                        f"channel count changed mid-stream ({self.channels} -> {len(packed.layout.channels)})"
+                    )
+                x = packed.to_ndarray().reshape(-1, self.channels)
+                self._count(x.shape[0])
+                yield x
+
+    def _count(self, n: int) -> None:
+        self._native_samples += n
+        if self._max_duration_s is not None and self._native_samples > self._max_duration_s * self.sample_rate:
+            raise DecodeError(f"too long: over filters.max_duration_s={self._max_duration_s:g} s")
+
+    def _changed(self, frame: av.AudioFrame) -> DecodeError:
+        return DecodeError(
+            f"audio format changed mid-stream at {self.duration_s:.2f} s ({frame.layout.name}, {frame.sample_rate} Hz)"
+        )
+
     def _decode(self) -> Iterator[av.AudioFrame]:
         try:
             yield from self._container.decode(self._stream)
         except av.FFmpegError as err:
             raise DecodeError(f"corrupt or truncated at {self.duration_s:.2f} s: {_ffmpeg_msg(err)}") from None
 
-    def _to_float(self, resampler: av.AudioResampler, frame: av.AudioFrame) -> list[av.AudioFrame]:
-        try:
-            return resampler.resample(frame)
-        except ValueError:  # PyAV: "Frame does not match AudioResampler setup"
-            raise DecodeError(
-                f"audio format changed mid-stream at {self.duration_s:.2f} s "
-                f"({frame.layout.name}, {frame.sample_rate} Hz)"
-            ) from None
-
     def _resample(self, resampler: soxr.ResampleStream, parts: list[np.ndarray], last: bool) -> np.ndarray:
         x = np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
+        scale = _SCALE.get(self._format)
+        x = x.astype(np.float32, copy=False)
+        if scale is not None:
+            x *= np.float32(scale)
         if self._policy == "mix":
             x = x.mean(axis=1, keepdims=True)
         if not np.isfinite(x).all():  # NaN/Inf in float formats: silence rather than poison the model
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         y = resampler.resample_chunk(x, last=last)
         return np.ascontiguousarray(y.T)
-
-    def _check_length(self) -> None:
-        if self._max_duration_s is not None and self.duration_s > self._max_duration_s:
-            raise DecodeError(f"too long: over filters.max_duration_s={self._max_duration_s:g} s")
 
     def _check_declared(self) -> None:
         # A header that promises much more audio than the data holds: truncated or lying.
