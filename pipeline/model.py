@@ -413,6 +413,7 @@ PLAN_RECORDINGS = pa.schema(
             nullable=True,
         ),
         _f("blocks", pa.int32(), "Blocks over all channels.", nullable=True),
+        _f("audio_in_cpu_s", pa.float64(), "CPU seconds plan spent fetching, decoding and cutting it."),
     ]
 )
 
@@ -748,9 +749,10 @@ class PlanRecording(_Row):
     channels: int | None
     speech_s: float | None
     blocks: int | None
+    audio_in_cpu_s: float
 
     @classmethod
-    def of(cls, o: Outcome) -> PlanRecording:
+    def of(cls, o: Outcome, cpu_s: float) -> PlanRecording:
         i, ok = o.info, o.status == "ok"
         return cls(
             o.recording.source_uri,
@@ -766,6 +768,7 @@ class PlanRecording(_Row):
             i.channels if i else None,
             o.speech_s if ok else None,
             o.blocks if ok else None,
+            cpu_s,
         )
 
 

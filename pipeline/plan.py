@@ -7,6 +7,7 @@ flat whatever the size of the listing. Rows stream into Parquet as results arriv
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,15 +27,20 @@ from .model import PLAN_BLOCKS, PLAN_RECORDINGS, Outcome, PlanBlock, PlanRecordi
 from .sources import ListingStats, cached_source, open_source
 
 
-def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) -> tuple[Outcome, list[PlanBlock]]:
-    """Cut one recording; its block rows (without samples), or none if it failed. `memory_gib`:
-    the ceiling of a worker process (not of an in-process run, whose caller may hold much more)."""
+Result = tuple[Outcome, list[PlanBlock], float]  # and the recording's audio-in CPU seconds
+
+
+def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) -> Result:
+    """Cut one recording; its block rows (without samples), or none if it failed, and the CPU
+    seconds it took. `memory_gib`: the ceiling of a worker process (not of an in-process run,
+    whose caller may hold much more)."""
     rows: list[PlanBlock] = []
+    cpu = time.process_time()  # a worker process cuts one recording at a time
     outcome = drain(
         cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg, memory_gib),
         lambda b: rows.append(PlanBlock.of(b, rec.source_uri)),
     )
-    return outcome, rows if outcome.status == "ok" else []
+    return outcome, rows if outcome.status == "ok" else [], time.process_time() - cpu
 
 
 @dataclass
@@ -49,9 +55,11 @@ class PlanSummary:
     dropped_s: float = 0.0
     formats: Counter[str] = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source_uri, reason)
+    cpu_s: float = 0.0  # audio-in: fetch, decode and cut, summed over recordings (failed ones too)
 
-    def add(self, o: Outcome) -> None:
+    def add(self, o: Outcome, cpu_s: float = 0.0) -> None:
         self.recordings += 1
+        self.cpu_s += cpu_s
         if o.status != "ok":
             self.failed += 1
             self.failures.append((o.recording.source_uri, o.error or ""))
@@ -108,19 +116,16 @@ def run_plan(
             _ParquetStream(out_dir / "recordings.parquet", PLAN_RECORDINGS),
             _ParquetStream(out_dir / "blocks.parquet", PLAN_BLOCKS),
         )
-    for outcome, rows in _map(cfg, source.recordings(), workers):
-        summary.add(outcome)
+    for outcome, rows, cpu_s in _map(cfg, source.recordings(), workers):
+        summary.add(outcome, cpu_s)
         on_outcome(outcome)
         if sinks:
-            sinks[0].extend([PlanRecording.of(outcome)])
+            sinks[0].extend([PlanRecording.of(outcome, cpu_s)])
             sinks[1].extend(rows)
     if sinks:
         for s in sinks:
             s.close()
     return summary
-
-
-Result = tuple[Outcome, list[PlanBlock]]
 
 
 def _map(cfg: JobConfig, recs: Iterator[Recording], workers: int) -> Iterator[Result]:
@@ -174,11 +179,11 @@ class _Pool:
                 yield f.result()
             except BrokenProcessPool:
                 if attempt >= 2:
-                    yield Outcome(rec, "failed", "worker process died twice while decoding this recording"), []
+                    yield Outcome(rec, "failed", "worker process died twice while decoding this recording"), [], 0.0
                 else:
                     self.submit(rec, attempt + 1)
             except Exception as err:  # e.g. a result that cannot be pickled: failed, not lost
-                yield Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), []
+                yield Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), [], 0.0
 
     def _renew(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -204,6 +209,17 @@ def _gpu_memory(cfg: JobConfig) -> list[str]:
     ]
 
 
+def _audio_in(cfg: JobConfig, s: PlanSummary) -> str:
+    """Audio-in's measured CPU, and the cores one GPU needs so it is never starved: the GPU takes
+    `expected_rtfx` speech-seconds per second, and each cost `cpu_s / speech_s` CPU-seconds here."""
+    line = f"  audio-in    {s.cpu_s:.1f} CPU-s to fetch, decode and cut"
+    if s.cpu_s > 0 and s.audio_s > 0:
+        line += f" ({s.audio_s / s.cpu_s:.0f}x real time per core)"
+    if s.cpu_s > 0 and s.speech_s > 0:
+        line += f"; a GPU at RTFx {cfg.engine.expected_rtfx:g} needs ~{s.cpu_s * cfg.engine.expected_rtfx / s.speech_s:.1f} such cores"
+    return line
+
+
 def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
     ls = s.listing
     gpu_h = s.speech_s / cfg.engine.expected_rtfx / 3600
@@ -223,6 +239,7 @@ def render_summary(cfg: JobConfig, s: PlanSummary) -> str:
         f"  speech      {hours(s.speech_s)} to the model in {s.blocks} blocks of <= {cfg.blocks.max_s:g} s  ({by_label})",
         f"  dropped     {hours(s.dropped_s)} without speech; {s.hard_cuts} cuts inside speech where no pause was found{hard}",
         f"  estimate    {gpu_h:.4f} GPU-hours at RTFx {cfg.engine.expected_rtfx:g}{cost}",
+        _audio_in(cfg, s),
         *_gpu_memory(cfg),
         f"  unreadable  {s.failed}",
     ]

@@ -82,7 +82,7 @@ def test_output_records_write_with_their_schemas():
         3,
         "ctc",
     )
-    plan = m.PlanRecording.of(m.Outcome(REC, "ok", None, INFO, STATS))
+    plan = m.PlanRecording.of(m.Outcome(REC, "ok", None, INFO, STATS), 0.5)
     tables = {
         m.RECORDINGS: m.to_table([status], m.RECORDINGS),
         m.SEGMENTS: m.to_table([segment], m.SEGMENTS),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,14 @@ def test_plan_over_s3_accounts_for_every_object(moto, corpus, archive, tmp_path)
     # The card's split between vLLM and the CTC stage, with the stage's estimated need.
     assert "gpu memory  vLLM 85% of each card; CTC stage 4 GiB beside it (needs ~1.6 GiB" in text
     assert f"s3://calls/{PREFIX}/bad/truncated.wav: truncated:" in text
+    # Audio-in's CPU, measured in the workers per recording, and the cores one GPU needs of it.
+    cpu = sum(row["audio_in_cpu_s"] for row in rows.values())
+    assert all(row["audio_in_cpu_s"] >= 0 for row in rows.values()) and cpu > 0
+    assert re.search(
+        r"audio-in    [\d.]+ CPU-s to fetch, decode and cut \(\d+x real time per core\); "
+        r"a GPU at RTFx 280 needs ~[\d.]+ such cores",
+        text,
+    ), text
 
 
 def test_plan_limits_config_file_env_and_labels(moto, archive, tmp_path):
