@@ -19,7 +19,7 @@ import numpy as np
 FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
 _CONTEXT = 64  # trailing samples of the previous frame the model sees
 _MAX_FRAMES_PER_CALL = 512
-# Near-silent stretches are not run through the model (it costs ~80% of audio-in CPU, and in a
+# Near-silent stretches are not run through the model (a third of audio-in CPU even so; in a
 # split stereo call each channel is quiet about half the time). Only the inside of a run of at
 # least _GATE_RUN quiet frames is skipped; the last _WARMUP frames still go through the model,
 # which restarts from a zero state as at the start of a file.
