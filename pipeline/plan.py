@@ -212,7 +212,7 @@ def _gpu_memory(cfg: JobConfig) -> list[str]:
 def _audio_in(cfg: JobConfig, s: PlanSummary) -> str:
     """Audio-in's measured CPU, and the cores one GPU needs so it is never starved: the GPU takes
     `expected_rtfx` speech-seconds per second, and each cost `cpu_s / speech_s` CPU-seconds here."""
-    line = f"  audio-in    {s.cpu_s:.1f} CPU-s to fetch, decode and cut"
+    line = f"  audio-in    {s.cpu_s:.2f} CPU-s to fetch, decode and cut"
     if s.cpu_s > 0 and s.audio_s > 0:
         line += f" ({s.audio_s / s.cpu_s:.0f}x real time per core)"
     if s.cpu_s > 0 and s.speech_s > 0:
