@@ -1,8 +1,8 @@
 """Decode any audio stream to 16 kHz float32, chunk by chunk, without holding the file in memory.
 
 Format detection is by content: FFmpeg (through PyAV) probes the bytes, and the object's name
-is never consulted. Samples are converted to planar float by FFmpeg and resampled to 16 kHz
-with soxr. `DecodeError` carries a one-line reason for the recording's status row.
+is never consulted. Samples become float32 (in numpy for the common sample formats, else through
+FFmpeg's converter) and are resampled to 16 kHz with soxr. `DecodeError` carries a one-line reason for the recording's status row.
 """
 
 from __future__ import annotations
@@ -151,19 +151,23 @@ class AudioDecoder:
         if first is None:
             return
         fmt = first.format
-        plain = (first.sample_rate, first.layout.nb_channels) == (self.sample_rate, self.channels)
-        if not plain or fmt.name not in _SCALE or (fmt.is_planar and self.channels >= 8):
+        # len(layout.channels): PyAV 12 has no nb_channels attribute
+        expect = (fmt.name, self.sample_rate, self.channels)
+        if (
+            (fmt.name, first.sample_rate, len(first.layout.channels)) != expect
+            or fmt.name not in _SCALE
+            or (fmt.is_planar and self.channels >= 8)
+        ):
             yield from self._converted(itertools.chain([first], frames))
             return
-        self._format, expect = fmt.name, (fmt.name, self.sample_rate)
+        self._format = fmt.name
         for frame in itertools.chain([first], frames):
-            channels = frame.layout.nb_channels
-            if channels != self.channels:
-                raise DecodeError(f"channel count changed mid-stream ({self.channels} -> {channels})")
-            if (frame.format.name, frame.sample_rate) != expect:
+            # Any change (e.g. concatenated ADTS streams, mono then stereo) fails the recording,
+            # with the message FFmpeg's converter path gives.
+            if (frame.format.name, frame.sample_rate, len(frame.layout.channels)) != expect:
                 raise self._changed(frame)
             x = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
-            x = x.T if fmt.is_planar else x.reshape(-1, channels)
+            x = x.T if fmt.is_planar else x.reshape(-1, self.channels)
             self._count(x.shape[0])
             yield x
 
@@ -205,14 +209,15 @@ class AudioDecoder:
     def _resample(self, resampler: soxr.ResampleStream, parts: list[np.ndarray], last: bool) -> np.ndarray:
         x = np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
         scale = _SCALE.get(self._format)
-        x = x.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, made 0 below
+            x = x.astype(np.float32, copy=False)
         if scale is not None:
             x *= np.float32(scale)
         if self._policy == "mix":
             x = x.mean(axis=1, keepdims=True)
         if not np.isfinite(x).all():  # NaN/Inf in float formats: silence rather than poison the model
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        y = resampler.resample_chunk(x, last=last)
+        y = resampler.resample_chunk(np.ascontiguousarray(x), last=last)  # planar frames: (n, ch) views
         return np.ascontiguousarray(y.T)
 
     def _check_declared(self) -> None:

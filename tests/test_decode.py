@@ -154,5 +154,40 @@ def test_format_change_mid_stream_is_a_decode_error(tmp_path, corpus):
         parts.append(p.read_bytes())
     joined = tmp_path / "joined.aac"
     joined.write_bytes(b"".join(parts))
-    with pytest.raises(DecodeError, match="changed mid-stream"):
+    with pytest.raises(DecodeError, match=r"^audio format changed mid-stream at [\d.]+ s \(stereo, "):
         decode(joined)
+
+
+def _extra_formats(corpus, tmp_path) -> list[Path]:
+    """Sample formats the corpus lacks: planar integers (ALAC: s16p, s32p) and float64 with NaN/Inf."""
+    import subprocess
+
+    src = corpus.formats["wav_s16"]
+    out = []
+    for name, args in (("alac16.m4a", ["-c:a", "alac"]), ("alac24.m4a", ["-c:a", "alac", "-sample_fmt", "s32p"])):
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), *args, str(tmp_path / name)], check=True)
+        out.append(tmp_path / name)
+    x = corpus.call.samples.T.astype(np.float64).copy()
+    x[100:110] = np.nan
+    x[200:210] = np.inf
+    x[300:310] = 1e300  # beyond float32: inf, then silence
+    import soundfile
+
+    soundfile.write(tmp_path / "f64.wav", x, corpus.call.rate, subtype="DOUBLE")
+    return [*out, tmp_path / "f64.wav"]
+
+
+def test_numpy_conversion_equals_ffmpegs_converter(corpus, tmp_path, monkeypatch):
+    # The common sample formats become float32 in numpy; every format through FFmpeg's converter
+    # (as all did before) must give the same samples, bit for bit, in both channel policies.
+    from pipeline import decode as D
+
+    paths = [corpus.formats[f] for f in C.FORMATS] + _extra_formats(corpus, tmp_path)
+    for path in paths:
+        for policy in ("split", "mix"):
+            ours = decode(path, policy)[1]
+            with monkeypatch.context() as m:
+                m.setattr(D, "_SCALE", {})
+                theirs = decode(path, policy)[1]
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{path.name} {policy}")
+            assert ours.dtype == np.float32 and np.isfinite(ours).all()
