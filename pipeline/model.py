@@ -413,7 +413,12 @@ PLAN_RECORDINGS = pa.schema(
             nullable=True,
         ),
         _f("blocks", pa.int32(), "Blocks over all channels.", nullable=True),
-        _f("audio_in_cpu_s", pa.float64(), "CPU seconds plan spent fetching, decoding and cutting it."),
+        _f(
+            "audio_in_cpu_s",
+            pa.float64(),
+            "CPU seconds plan spent fetching, decoding and cutting it; null where its worker died.",
+            nullable=True,
+        ),
     ]
 )
 
@@ -749,10 +754,10 @@ class PlanRecording(_Row):
     channels: int | None
     speech_s: float | None
     blocks: int | None
-    audio_in_cpu_s: float
+    audio_in_cpu_s: float | None
 
     @classmethod
-    def of(cls, o: Outcome, cpu_s: float) -> PlanRecording:
+    def of(cls, o: Outcome, cpu_s: float | None) -> PlanRecording:
         i, ok = o.info, o.status == "ok"
         return cls(
             o.recording.source_uri,

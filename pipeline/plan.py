@@ -25,9 +25,10 @@ from .prepare import cut_recording, drain
 from .progress import hours
 from .model import PLAN_BLOCKS, PLAN_RECORDINGS, Outcome, PlanBlock, PlanRecording, Recording, to_table
 from .sources import ListingStats, cached_source, open_source
+from .vad import load_model
 
 
-Result = tuple[Outcome, list[PlanBlock], float]  # and the recording's audio-in CPU seconds
+Result = tuple[Outcome, list[PlanBlock], float | None]  # and the recording's audio-in CPU seconds
 
 
 def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) -> Result:
@@ -35,12 +36,14 @@ def plan_one(rec: Recording, cfg: JobConfig, memory_gib: float | None = None) ->
     seconds it took. `memory_gib`: the ceiling of a worker process (not of an in-process run,
     whose caller may hold much more)."""
     rows: list[PlanBlock] = []
-    cpu = time.process_time()  # a worker process cuts one recording at a time
+    source = cached_source(cfg.input, cfg.filters)
+    load_model()  # once per process: start-up is not a recording's cost
+    cpu = time.thread_time()  # audio-in runs in this thread (the VAD's onnxruntime too, 1 thread)
     outcome = drain(
-        cut_recording(rec, cached_source(cfg.input, cfg.filters), cfg, memory_gib),
+        cut_recording(rec, source, cfg, memory_gib),
         lambda b: rows.append(PlanBlock.of(b, rec.source_uri)),
     )
-    return outcome, rows if outcome.status == "ok" else [], time.process_time() - cpu
+    return outcome, rows if outcome.status == "ok" else [], time.thread_time() - cpu
 
 
 @dataclass
@@ -57,9 +60,9 @@ class PlanSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source_uri, reason)
     cpu_s: float = 0.0  # audio-in: fetch, decode and cut, summed over recordings (failed ones too)
 
-    def add(self, o: Outcome, cpu_s: float = 0.0) -> None:
+    def add(self, o: Outcome, cpu_s: float | None = None) -> None:
         self.recordings += 1
-        self.cpu_s += cpu_s
+        self.cpu_s += cpu_s or 0.0
         if o.status != "ok":
             self.failed += 1
             self.failures.append((o.recording.source_uri, o.error or ""))
@@ -179,11 +182,11 @@ class _Pool:
                 yield f.result()
             except BrokenProcessPool:
                 if attempt >= 2:
-                    yield Outcome(rec, "failed", "worker process died twice while decoding this recording"), [], 0.0
+                    yield Outcome(rec, "failed", "worker process died twice while decoding this recording"), [], None
                 else:
                     self.submit(rec, attempt + 1)
             except Exception as err:  # e.g. a result that cannot be pickled: failed, not lost
-                yield Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), [], 0.0
+                yield Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), [], None
 
     def _renew(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

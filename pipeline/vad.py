@@ -41,6 +41,11 @@ def package_model(name: str = "silero_vad_16k_sequence.onnx") -> Path:
     return Path(spec.submodule_search_locations[0]) / "data" / name
 
 
+def load_model() -> None:
+    """Load the VAD now (once per process) rather than inside the first recording's cut."""
+    _session(MODEL)
+
+
 @functools.cache
 def _session(model: Path = MODEL):  # one per process: the session is thread-safe and costs ~10 MB
     import onnxruntime as ort
