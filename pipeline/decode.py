@@ -2,7 +2,8 @@
 
 Format detection is by content: FFmpeg (through PyAV) probes the bytes, and the object's name
 is never consulted. Samples become float32 (in numpy for the common sample formats, else through
-FFmpeg's converter) and are resampled to 16 kHz with soxr. `DecodeError` carries a one-line reason for the recording's status row.
+FFmpeg's converter) and are resampled to 16 kHz with soxr. `DecodeError` carries a one-line
+reason for the recording's status row.
 """
 
 from __future__ import annotations

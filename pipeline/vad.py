@@ -47,7 +47,7 @@ def load_model() -> None:
 
 
 @functools.cache
-def _session(model: Path = MODEL):  # one per process: the session is thread-safe and costs ~10 MB
+def _session(model: Path):  # one per process: the session is thread-safe and costs ~10 MB
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
