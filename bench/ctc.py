@@ -91,8 +91,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bench.engine_cpu import _blocks
     from pipeline.config import DecodingConfig, load_config
-    from pipeline.engines import PromptSpec, make_engine, requests_for
+    from pipeline.engines import make_engine, requests_for
     from pipeline.engines.speculative import CtcDecoder
+    from pipeline.records.prompt import Prompt
     from tests.ctc_posteriors import alignment_errors_ms
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +116,7 @@ def main() -> None:
         head = RealisticDrafts(dec.head)
         dec.head = head
         blocks = _blocks(args.blocks)
-        reqs = requests_for(blocks, {"bench": PromptSpec()}, dec.tokenizer, cfg)
+        reqs = requests_for(blocks, {"bench": Prompt()}, dec.tokenizer, cfg)
         audio_s = sum(b.duration_s for b in blocks)
         dec.engine.transcribe(fresh(reqs[:2], 1000))  # warm-up
         head.run([r.audio for r in fresh(reqs[:2], 1001)])

@@ -47,7 +47,8 @@ def _blocks(n: int):
 
 def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     from pipeline.config import load_config
-    from pipeline.engines import PromptSpec, make_engine, requests_for
+    from pipeline.engines import make_engine, requests_for
+    from pipeline.records.prompt import Prompt
 
     cfg = load_config(
         None,
@@ -68,7 +69,7 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
 
         inner = engine.engine
         inner.transcribe = lambda reqs: in_length_groups(reqs, inner._generate)
-    reqs = requests_for(blocks, {"bench": PromptSpec()}, engine.tokenizer, cfg)
+    reqs = requests_for(blocks, {"bench": Prompt()}, engine.tokenizer, cfg)
     engine.transcribe(reqs[:2])  # warm-up (first-call allocations, lazy init)
     t0 = time.perf_counter()
     results = engine.transcribe(reqs)

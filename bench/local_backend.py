@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 from pipeline.config import JobConfig
 from pipeline.engines.base import EngineRequest
-from pipeline.job import Item
-from pipeline.model import Block, BlockResult, CutOutcome, Recording
 from pipeline.prepare import cut_recording, drain
+from pipeline.records.audio import Block, CutOutcome, Recording
+from pipeline.records.results import BlockResult
+from pipeline.records.transport import Item
 from pipeline.sources import open_source
 
 

@@ -110,8 +110,8 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
 
     from pipeline.job import run_job
     from pipeline.ray_run import RayBackend
-    from pipeline.model import cut_from_row
     from pipeline.ray_run.cut import cut_batches, recording_items
+    from pipeline.records.transport import from_block_row
     from pipeline.sources import open_source
 
     cfg = _cfg(model, prefix, out, endpoint, forced)
@@ -121,7 +121,7 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     handle, batch = next(iter(backend.handles.values()))
     recs = list(open_source(cfg.input, cfg.filters).recordings())
     rows = [  # (block, prompt), as the dispatchers send them
-        cut_from_row(r)
+        from_block_row(r)
         for t in cut_batches(pa.Table.from_pylist(recording_items(recs)), cfg, [])
         for r in t.to_pylist()
         if r["block"] is not None

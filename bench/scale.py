@@ -34,7 +34,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from pipeline.model import RECORDINGS, Recording  # noqa: E402
+from pipeline.records.audio import Recording  # noqa: E402
+from pipeline.records.results import RECORDINGS  # noqa: E402
 
 CHUNK = 1_000_000
 

@@ -14,16 +14,9 @@ from dataclasses import dataclass, field
 
 from .engines.guards import word_key
 from .language import detect_language
-from .model import BlockResult, CutOutcome, Hit, Outcome, PiiSpan, RecordingStatus, Segment, Word
-
-
-@dataclass(frozen=True)
-class Settled:
-    recording: RecordingStatus
-    segments: list[Segment]  # sorted by (channel, segment_index)
-    hits: list[Hit] = field(default_factory=list)  # compliance (compliance/apply.py)
-    pii: list[PiiSpan] = field(default_factory=list)
-    unredacted: list[Segment] = field(default_factory=list)  # for compliance.keep_unredacted_uri
+from .records.audio import CutOutcome, Outcome
+from .records.results import BlockResult, RecordingStatus, Segment, Word
+from .records.settled import Settled
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import BlocksConfig
-from .model import SAMPLE_RATE, Block, ChannelStats, samples_to_s
+from .records.audio import SAMPLE_RATE, Block, ChannelStats, samples_to_s
 from .vad import FRAME, StreamingVad
 
 ENERGY_HOP = 160  # 10 ms: the resolution of cut points

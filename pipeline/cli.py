@@ -19,7 +19,6 @@ from .engines.base import EngineStartError
 from .exit_codes import ERRORS, INTERNAL_ERROR, exit_on_sigterm
 from .plan import run_plan
 
-
 DOCTOR_HINT = (
     "granite-batch: `granite-batch doctor` checks what a run needs on this machine "
     "(torch and vLLM builds, codecs, Ray; with --config, the model and output) and says how to fix it"
@@ -261,7 +260,7 @@ def _status(args: dict[str, Any]) -> int:
 def _transcribe(args: dict[str, Any]) -> int:
     from .engines import make_engine
     from .engines.model_source import resolve_model
-    from .engines.prompts import job_keywords
+    from .prompt import job_keywords
     from .transcribe_local import transcribe_files
 
     cfg = _config(args, **{"input.uri": args["files"][0]})

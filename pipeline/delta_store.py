@@ -34,8 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from .history import History
-from .model import HITS, PII, RECORDINGS, SEGMENTS, Segment, to_table
 from .output_lock import REFUSED
+from .records.compliance import HITS, PII
+from .records.results import RECORDINGS, SEGMENTS, Segment
+from .records.rows import to_table
 from .sink import _HISTORY, OutputError, OutputStore, T
 
 log = logging.getLogger(__name__)

@@ -18,18 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
-from .assemble import Assembler, Settled
-from .exit_codes import code_of
-from .config import ConfigError, JobConfig
-from .progress import Progress
+from .assemble import Assembler
 from .compliance.apply import Compliance
-from .model import BlockResult, CutOutcome, Hit, PiiSpan, Recording, RecordingStatus, Scanned, Segment
+from .config import ConfigError, JobConfig
+from .exit_codes import code_of
 from .metrics import Pusher
+from .progress import Progress
+from .records.audio import Recording
+from .records.compliance import Hit, PiiSpan, Scanned
+from .records.results import RecordingStatus, Segment
+from .records.settled import Settled
+from .records.transport import Item
 from .runinfo import manifest, new_run_id
 from .sink import Heartbeat, OutputStore, output_store
 from .sources import open_source
-
-Item = CutOutcome | BlockResult  # a recording's cut outcome (with its block count), or one transcribed block
 
 
 class Backend(Protocol):

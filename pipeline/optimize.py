@@ -28,7 +28,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .config import JobConfig
-from .model import SCANS, Scanned, to_table
+from .records.compliance import SCANS, Scanned
+from .records.rows import to_table
 from .runinfo import new_run_id
 from .sink import DATASETS, Heartbeat, OutputError, OutputStore, output_format, output_store
 

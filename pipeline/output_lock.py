@@ -25,10 +25,9 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
-
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from .blocks import ChannelBlocker
 from .config import JobConfig
 from .decode import AudioDecoder, DecodeError
 from .limits import Budget, LimitExceeded
-from .model import Block, Outcome, Recording
+from .records.audio import Block, Outcome, Recording
 from .sources import Source, SourceError
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .model import Hit, PiiSpan, RecordingStatus, Segment
+from .records.compliance import Hit, PiiSpan
+from .records.results import RecordingStatus, Segment
 from .sources.scope import ListingStats
 
 

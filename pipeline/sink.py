@@ -40,7 +40,9 @@ import pyarrow.parquet as pq
 from .config import JobConfig
 from .history import History
 from .output_lock import LockHeld, OutputLock
-from .model import HITS, PII, RECORDINGS, SCANS, SEGMENTS, Segment, to_table
+from .records.compliance import HITS, PII, SCANS
+from .records.results import RECORDINGS, SEGMENTS, Segment
+from .records.rows import to_table
 
 _HISTORY = ["recording_id", "status", "run_id", "processed_at"]
 # The datasets a commit may hold, in the order they are written.

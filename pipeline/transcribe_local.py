@@ -11,10 +11,10 @@ from typing import Any, TextIO
 
 from .config import InputConfig, JobConfig
 from .engines import Engine, EngineResult, requests_for
-from .engines.prompts import prompt_for
 from .prepare import cut_recording, drain
-from .model import Block, Recording
-from .sources import SourceError
+from .prompt import prompt_for
+from .records.audio import Block, Recording
+from .sources import SourceError, sidecar_keywords
 from .sources.local import LocalSource
 
 
@@ -34,7 +34,7 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
         for rec in src.recordings():
             blocks: list[Block] = []
             try:
-                spec = prompt_for(rec, src, cfg, job_words)
+                prompt = prompt_for(rec, sidecar_keywords(src, rec, cfg.prompt), cfg, job_words)
             except SourceError as err:
                 outcome_error: str | None = str(err)
             else:
@@ -46,7 +46,7 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
                 continue
             for i in range(0, len(blocks), cfg.engine.batch_blocks):
                 batch = blocks[i : i + cfg.engine.batch_blocks]
-                results = engine.transcribe(requests_for(batch, {rec.recording_id: spec}, engine.tokenizer, cfg))
+                results = engine.transcribe(requests_for(batch, {rec.recording_id: prompt}, engine.tokenizer, cfg))
                 for b, r in zip(batch, results):
                     out.write(json.dumps(_line(rec, b, r, engine.name), ensure_ascii=False) + "\n")
             out.flush()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pipeline.assemble import Assembler
 from pipeline.language import detect_language
 from pipeline.progress import Progress, reason_of
-from pipeline.model import AudioInfo, BlockResult, ChannelStats, Outcome, Recording, RecordingStatus, Word
+from pipeline.records.audio import AudioInfo, ChannelStats, Outcome, Recording
+from pipeline.records.results import BlockResult, RecordingStatus, Word
 from pipeline.runinfo import REDACTED, new_run_id, redact
 
 REC = Recording("s3://calls/a.wav", 1234, "etag-1")

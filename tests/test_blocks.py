@@ -10,7 +10,7 @@ import pytest
 from pipeline.blocks import ENERGY_HOP, ChannelBlocker, Span, choose_block
 from pipeline.config import BlocksConfig, InputConfig, JobConfig
 from pipeline.prepare import cut_recording, drain
-from pipeline.model import SAMPLE_RATE, Block
+from pipeline.records.audio import SAMPLE_RATE, Block
 from pipeline.sources.local import LocalSource
 
 CFG = BlocksConfig()

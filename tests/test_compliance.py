@@ -15,7 +15,8 @@ from pipeline.compliance import Scanner
 from pipeline.compliance.normalize import normalize
 from pipeline.compliance.rules import Rules, Term, load_rules
 from pipeline.config import ComplianceConfig, ConfigError, load_config
-from pipeline.model import HITS, PII, Segment, Word
+from pipeline.records.compliance import HITS, PII
+from pipeline.records.results import Segment, Word
 from pipeline.sink import OutputStore
 from tests.conftest import upload_tree
 
@@ -291,7 +292,8 @@ def test_redacted_audio_copy_on_s3(moto, tmp_path):
     import soundfile as sf
 
     from pipeline.compliance.apply import Compliance
-    from pipeline.model import PiiSpan, Recording
+    from pipeline.records.audio import Recording
+    from pipeline.records.compliance import PiiSpan
     from pipeline.sources import open_source
 
     rate = 8000

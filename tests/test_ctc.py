@@ -20,8 +20,9 @@ import pytest
 from pipeline.blocks import ChannelBlocker
 from pipeline.config import DecodingConfig, load_config
 from pipeline.ctc_head import CtcHeadMissing, check_head
-from pipeline.engines import PromptSpec, make_engine, requests_for
+from pipeline.engines import make_engine, requests_for
 from pipeline.engines.speculative import route, verifies
+from pipeline.records.prompt import Prompt
 from tests import corpus as C
 
 KINDS = ("transformers", "vllm")
@@ -43,7 +44,7 @@ def requests(cfg, decoders):
     call = C.make_call(C.speech_utterances()[:5], 0.8)
     b = ChannelBlocker("rec", 0, "mono", cfg.blocks)
     blocks = list(b.push(call.samples[0])) + list(b.finish())
-    reqs = requests_for(blocks, {"rec": PromptSpec()}, decoders["vllm"].tokenizer, cfg)
+    reqs = requests_for(blocks, {"rec": Prompt()}, decoders["vllm"].tokenizer, cfg)
     assert len({r.audio.size for r in reqs}) > 1  # more than one length group
     return [dataclasses.replace(r, max_tokens=min(r.max_tokens, 24)) for r in reqs]
 

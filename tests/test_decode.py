@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.decode import AudioDecoder, DecodeError
-from pipeline.model import SAMPLE_RATE
+from pipeline.records.audio import SAMPLE_RATE
 from tests import corpus as C
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config, markdown_reference
-from pipeline.model import SCHEMAS, markdown_table
+from pipeline.records.tables import SCHEMAS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,11 +16,13 @@ import pytest
 
 from pipeline.blocks import ChannelBlocker
 from pipeline.config import ModelConfig, load_config
-from pipeline.engines import PromptSpec, make_engine, requests_for
-from pipeline.engines.guards import collapse_repetitions, max_tokens
+from pipeline.engines import make_engine, requests_for
 from pipeline.engines.base import make_result
+from pipeline.engines.guards import collapse_repetitions, max_tokens
 from pipeline.engines.model_source import ModelSourceError, loadable_dir, patch_multipliers, resolve_model
-from pipeline.engines.prompts import merge_keywords, parse_keywords_text, render
+from pipeline.engines.prompts import render
+from pipeline.prompt import merge_keywords, parse_keywords_text
+from pipeline.records.prompt import Prompt
 from tests import corpus as C
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,7 @@ def blocks(cfg):
     return out
 
 
-def run(engine, blocks, cfg, spec=PromptSpec(), cap=None):
+def run(engine, blocks, cfg, spec=Prompt(), cap=None):
     from dataclasses import replace
 
     reqs = requests_for(blocks, {"rec": spec}, engine.tokenizer, cfg)
@@ -81,14 +83,14 @@ def test_results_do_not_depend_on_batch_composition(engines, blocks, cfg):
 
 
 def test_keywords_reach_the_prompt_tokens(engines, blocks, cfg):
-    spec = PromptSpec(keywords=("Acme", "Zorblax 9000"))
+    spec = Prompt(keywords=("Acme", "Zorblax 9000"))
     tok = engines["transformers"].tokenizer
     prompt = render(tok, spec)
     assert prompt.endswith(
         "can you transcribe the speech into a written format? Keywords: Acme, Zorblax 9000\n ASSISTANT:"
     )
     assert prompt.startswith("USER: <|audio|>")
-    extra = len(tok(prompt)["input_ids"]) - len(tok(render(tok, PromptSpec()))["input_ids"])
+    extra = len(tok(prompt)["input_ids"]) - len(tok(render(tok, Prompt()))["input_ids"])
     assert extra > 5
     for kind, engine in engines.items():
         plain, biased = run(engine, blocks[:1], cfg)[0], run(engine, blocks[:1], cfg, spec)[0]
@@ -97,7 +99,7 @@ def test_keywords_reach_the_prompt_tokens(engines, blocks, cfg):
 
 
 def test_translation_prompt(engines, cfg):
-    spec = PromptSpec(task="translate", language="English")
+    spec = Prompt(task="translate", language="English")
     assert render(engines["vllm"].tokenizer, spec) == "USER: <|audio|>translate the speech to English\n ASSISTANT:"
     assert spec.variant == "translate:English"
 
@@ -106,7 +108,7 @@ def test_token_cap_flags_length(engines, blocks, cfg):
     from dataclasses import replace
 
     for kind, engine in engines.items():
-        reqs = requests_for(blocks[:2], {"rec": PromptSpec()}, engine.tokenizer, cfg)
+        reqs = requests_for(blocks[:2], {"rec": Prompt()}, engine.tokenizer, cfg)
         capped = engine.transcribe([replace(r, max_tokens=3) for r in reqs])
         assert all(r.output_tokens <= 3 for r in capped), kind
         forced = engine.transcribe([replace(r, max_tokens=12, min_tokens=12) for r in reqs])
@@ -120,7 +122,7 @@ def test_forced_token_counts_come_from_the_config_in_every_path(engines, blocks)
     """`engine.force_tokens_per_s` is read by `requests_for` itself, so `run`, `transcribe` and the
     benches (which all build requests through it) force the same lengths."""
     forced_cfg = load_config(None, {"input.uri": "x", "engine.dtype": "float32", "engine.force_tokens_per_s": 5})
-    reqs = requests_for(blocks[:3], {"rec": PromptSpec()}, engines["vllm"].tokenizer, forced_cfg)
+    reqs = requests_for(blocks[:3], {"rec": Prompt()}, engines["vllm"].tokenizer, forced_cfg)
     assert (
         [r.max_tokens for r in reqs]
         == [r.min_tokens for r in reqs]

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.history import History, keys_of
-from pipeline.model import Recording
+from pipeline.records.audio import Recording
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -12,7 +12,7 @@ import pytest
 from deltalake import DeltaTable
 
 from pipeline.delta_store import DeltaStore
-from pipeline.model import Hit
+from pipeline.records.compliance import Hit
 from pipeline.sink import OutputError
 from tests.conftest import upload_tree
 from tests.test_sink import DATE, _rows

@@ -12,7 +12,7 @@ from deltalake import DeltaTable
 
 from pipeline.cli import main
 from pipeline.delta_store import DeltaStore
-from pipeline.model import Scanned
+from pipeline.records.compliance import Scanned
 from pipeline.sink import OutputStore
 from tests.conftest import upload_tree
 from tests.test_sink import DATE, _count, _files, _rows

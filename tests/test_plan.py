@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.model import PLAN_BLOCKS, PLAN_RECORDINGS
+from pipeline.records.plan import PLAN_BLOCKS, PLAN_RECORDINGS
 from tests.conftest import upload_tree
 
 PREFIX = "archive/2026-11-25"

@@ -23,11 +23,11 @@ import yaml
 from pipeline.config import load_config
 from pipeline.metrics import by_class
 from pipeline.plan import run_plan
-from pipeline.model import RECORDINGS, SEGMENTS
+from pipeline.records.results import RECORDINGS, SEGMENTS
 from tests.conftest import upload_tree
+from tests.invariants import check_segments
 from tests.services.pushgateway import sample, start_pushgateway
 from tests.services.s3 import free_port
-from tests.invariants import check_segments
 
 BUCKET, PREFIX = "callcenter", "calls/2026-11-25"
 KEY = ["recording_id", "channel", "segment_index", "start_s", "end_s"]

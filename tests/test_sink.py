@@ -12,7 +12,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.model import AudioInfo, Recording, RecordingStatus, Segment, Word
+from pipeline.records.audio import AudioInfo, Recording
+from pipeline.records.results import RecordingStatus, Segment, Word
 from pipeline.sink import OutputError, OutputStore
 from tests.conftest import upload_tree
 
@@ -219,7 +220,7 @@ def test_unredacted_segments_commit_with_the_redacted_ones(tmp_path, monkeypatch
 
 
 def test_scanned_and_segment_files_read_back(store):
-    from pipeline.model import Scanned
+    from pipeline.records.compliance import Scanned
 
     store.prepare("r1")
     segs, recs = _rows("r1", 2)

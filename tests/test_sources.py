@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pipeline.config import FiltersConfig, InputConfig
-from pipeline.model import Recording
+from pipeline.records.audio import Recording
 from pipeline.sources import SourceError, open_source
 from pipeline.sources.s3 import RangeReader
 
@@ -147,7 +147,8 @@ def test_range_reader_rejects_negative_seek(bucket):
 
 def test_keyword_sidecars_local_and_s3(bucket, tmp_path):
     from pipeline.config import load_config
-    from pipeline.engines.prompts import prompt_for
+    from pipeline.prompt import prompt_for
+    from pipeline.sources import sidecar_keywords
 
     s3 = bucket.client()
     s3.put_object(Bucket="src", Key="kw/call.wav", Body=b"x")
@@ -158,12 +159,17 @@ def test_keyword_sidecars_local_and_s3(bucket, tmp_path):
     )
     src, recs = _listing("s3://src/kw/", endpoint_url=bucket.endpoint_url)
     assert len(recs) == 2  # the sidecar is not a recording
-    specs = {r.source_uri.rsplit("/", 1)[1]: prompt_for(r, src, cfg, list(cfg.prompt.keywords)) for r in recs}
+    specs = {
+        r.source_uri.rsplit("/", 1)[1]: prompt_for(
+            r, sidecar_keywords(src, r, cfg.prompt), cfg, list(cfg.prompt.keywords)
+        )
+        for r in recs
+    }
     assert specs["call.wav"].keywords == ("ACME", "Zorblax") and specs["other.wav"].keywords == ("ACME",)
     (tmp_path / "a.wav").write_bytes(b"1")
     (tmp_path / "a.wav.keywords.txt").write_text("Widget Pro, Gizmo\n")
     lsrc, (rec,) = _listing(str(tmp_path))
-    assert prompt_for(rec, lsrc, cfg, []).keywords == ("Widget Pro", "Gizmo")
+    assert prompt_for(rec, sidecar_keywords(lsrc, rec, cfg.prompt), cfg, []).keywords == ("Widget Pro", "Gizmo")
 
 
 def test_bodies_cut_mid_transfer_are_fetched_again(bucket):

@@ -4,6 +4,6 @@ to look for; `normalize.py` turns spoken numbers and addresses into written ones
 presidio; `audio.py` writes redacted audio copies."""
 
 from .rules import Rules, load_rules
-from .scan import ScanResult, Scanner
+from .scan import Scanner, ScanResult
 
 __all__ = ["Rules", "ScanResult", "Scanner", "load_rules"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from ..assemble import Settled
 from ..config import ConfigError, JobConfig
 from ..decode import DecodeError
-from ..model import PiiSpan, Recording, RecordingStatus
+from ..records.audio import Recording
+from ..records.compliance import PiiSpan
+from ..records.results import RecordingStatus
+from ..records.settled import Settled
 from ..sink import open_filesystem, output_where
 from ..sources import SourceError, cached_source
 from .audio import spans_of, write_to

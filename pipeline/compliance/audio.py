@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from ..decode import DecodeError
-from ..model import PiiSpan
+from ..records.compliance import PiiSpan
 
 Spans = dict[int | None, list[tuple[float, float]]]  # channel (None: all) -> [start_s, end_s) spans
 

@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from ..config import ConfigError, JobConfig
-from ..model import Scanned, Segment
 from ..progress import Progress, counts
+from ..records.compliance import Scanned
+from ..records.results import Segment
 from ..runinfo import new_run_id, redact, versions
 from ..sink import output_store
 from .apply import rules_of

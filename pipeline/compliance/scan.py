@@ -14,11 +14,11 @@ import itertools
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from ..model import Hit, PiiSpan, Segment, Word
+from ..records.compliance import Hit, PiiSpan
+from ..records.results import Segment, Word
 from .normalize import Token, normalize
 from .pii import detect
 from .rules import Rules
-
 
 _Row = TypeVar("_Row", Hit, PiiSpan)
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ..config import JobConfig
-from ..model import SAMPLE_RATE, Block
+from ..records.audio import SAMPLE_RATE, Block
+from ..records.prompt import Prompt
 from .base import Engine, EngineRequest, EngineResult, EngineStartError
 from .guards import max_tokens
-from .prompts import PromptSpec, render
+from .prompts import render
 from .speculative import CtcDecoder
 
 
@@ -115,17 +116,17 @@ def engine_audio(samples: np.ndarray, cfg: JobConfig) -> np.ndarray:
 
 
 def requests_for(
-    blocks: Sequence[Block], spec_of: dict[str, PromptSpec], tokenizer: object, cfg: JobConfig
+    blocks: Sequence[Block], prompt_of: dict[str, Prompt], tokenizer: object, cfg: JobConfig
 ) -> list[EngineRequest]:
-    """One request per block; `spec_of` maps recording_id to its prompt (keywords differ per recording).
+    """One request per block; `prompt_of` maps recording_id to its prompt (keywords differ per recording).
     `engine.force_tokens_per_s` (benchmarks on random weights) makes every output exactly that long,
     in `run`, `transcribe` and the benches alike."""
-    rendered: dict[PromptSpec, str] = {}
+    rendered: dict[Prompt, str] = {}
     reqs = []
     for b in blocks:
-        spec = spec_of[b.recording_id]
-        if spec not in rendered:
-            rendered[spec] = render(tokenizer, spec)
+        prompt = prompt_of[b.recording_id]
+        if prompt not in rendered:
+            rendered[prompt] = render(tokenizer, prompt)
         cap = max_tokens(b.duration_s, cfg.engine.tokens_per_s, cfg.engine.margin_tokens)
         forced = 0
         if cfg.engine.force_tokens_per_s:
@@ -134,9 +135,9 @@ def requests_for(
             EngineRequest(
                 b.block_id,
                 engine_audio(b.samples, cfg),
-                rendered[spec],
-                spec.variant,
-                spec.keywords,
+                rendered[prompt],
+                prompt.variant,
+                prompt.keywords,
                 cap,
                 forced,
                 b.duration_s,
@@ -150,7 +151,7 @@ __all__ = [
     "Engine",
     "EngineRequest",
     "EngineResult",
-    "PromptSpec",
+    "Prompt",
     "engine_audio",
     "make_engine",
     "requests_for",

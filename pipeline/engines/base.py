@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from ..model import SAMPLE_RATE, Word
+from ..records.audio import SAMPLE_RATE
+from ..records.results import Word
 from .guards import collapse_repetitions
 
 FinishReason = Literal["stop", "length", "guard"]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import SAMPLE_RATE
-from .base import EngineRequest, EngineResult, drafts_of, in_length_groups, make_result
 from .. import cpu_torch
+from ..records.audio import SAMPLE_RATE
+from .base import EngineRequest, EngineResult, drafts_of, in_length_groups, make_result
 
 
 class TransformersEngine:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..align import align_words
 from ..config import DecodingConfig
-from ..model import SAMPLE_RATE, Word
+from ..records.audio import SAMPLE_RATE
+from ..records.results import Word
 from .base import EngineRequest, EngineResult, make_result
 
 if TYPE_CHECKING:  # ctc_head imports engines.base: at run time the head comes in built

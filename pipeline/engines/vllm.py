@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..model import SAMPLE_RATE
-from .base import EngineRequest, EngineResult, drafts_of, in_length_groups, make_result
 from .. import cpu_torch
+from ..records.audio import SAMPLE_RATE
+from .base import EngineRequest, EngineResult, drafts_of, in_length_groups, make_result
 
 
 def _on_cpu() -> bool:

@@ -13,10 +13,10 @@ from typing import Any
 
 from ..config import JobConfig
 from ..engines.base import EngineStartError
-from ..engines.prompts import job_keywords
 from ..exit_codes import exit_on_sigterm
-from ..job import Item
-from ..model import Recording, result_from_row
+from ..prompt import job_keywords
+from ..records.audio import Recording
+from ..records.transport import Item, from_result_row
 from .broker import Broker, Slot
 from .cut import cut_batches, recording_items
 from .dispatch import Dispatch
@@ -186,4 +186,4 @@ class RayBackend:
             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(recordings))),
         )
         for row in ds.iter_rows():
-            yield result_from_row(row)
+            yield from_result_row(row)

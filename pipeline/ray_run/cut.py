@@ -1,5 +1,6 @@
-"""Stage 1: cut tasks (CPU). Each recording becomes `model.CUT` rows: its blocks, each with its
-recording's prompt, and last its `CutOutcome` (how many blocks were sent, and ok or why not)."""
+"""Stage 1: cut tasks (CPU). Each recording becomes `records.transport.BLOCK_ROWS` rows: its blocks,
+each with its recording's prompt, and last its `CutOutcome` (how many blocks were sent, and ok or
+why not)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 import pyarrow as pa
 
 from ..config import JobConfig
-from ..engines.prompts import prompt_for
-from ..model import CUT, CutOutcome, Outcome, Prompt, Recording, cut_row
 from ..prepare import cut_recording
-from ..sources import SourceError, cached_source
+from ..prompt import prompt_for
+from ..records.audio import CutOutcome, Outcome, Recording
+from ..records.transport import BLOCK_ROWS, block_row
+from ..sources import SourceError, cached_source, sidecar_keywords
 
 ROWS_PER_CUT_BATCH = 32  # blocks per table a cut task yields (~8 MB of audio): streams long files
 
@@ -28,8 +30,7 @@ def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterat
         rows: list[dict[str, Any]] = []
         emitted = 0
         try:
-            spec = prompt_for(rec, source, cfg, job_words)
-            prompt = Prompt(spec.task, spec.language, spec.keywords)
+            prompt = prompt_for(rec, sidecar_keywords(source, rec, cfg.prompt), cfg, job_words)
             gen = cut_recording(rec, source, cfg, cfg.run.decode_memory_gib)
             while True:
                 try:
@@ -38,11 +39,11 @@ def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterat
                     outcome: Outcome = stop.value
                     break
                 emitted += 1
-                rows.append(cut_row((b, prompt)))
+                rows.append(block_row((b, prompt)))
                 if len(rows) >= ROWS_PER_CUT_BATCH:
-                    yield pa.Table.from_pylist(rows, CUT)
+                    yield pa.Table.from_pylist(rows, BLOCK_ROWS)
                     rows = []
         except SourceError as err:  # the keywords sidecar could not be read
             outcome = Outcome(rec, "failed", str(err))
-        rows.append(cut_row(CutOutcome(outcome, emitted)))
-        yield pa.Table.from_pylist(rows, CUT)
+        rows.append(block_row(CutOutcome(outcome, emitted)))
+        yield pa.Table.from_pylist(rows, BLOCK_ROWS)

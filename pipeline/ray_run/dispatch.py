@@ -1,5 +1,5 @@
 """Stage 2's feeder: a Ray Data actor (0 CPUs) that hands each batch's blocks to engines through
-the broker, and passes each recording's cut outcome on. `model.CUT` rows in, `model.RESULT` out."""
+the broker, and passes each recording's cut outcome on. `model.CUT` rows in, `model.RESULT_ROWS` out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..model import RESULT, Block, BlockResult, Prompt, cut_from_row, result_row
+from ..records.audio import Block
+from ..records.prompt import Prompt
+from ..records.results import BlockResult
+from ..records.transport import RESULT_ROWS, from_block_row, result_row
 
 
 class Dispatch:
@@ -19,7 +22,7 @@ class Dispatch:
 
         rows = batch.to_pylist()
         out = [{"result": None, "outcome": r["outcome"], "emitted": r["emitted"]} for r in rows if r["block"] is None]
-        blocks: list[tuple[Block, Prompt]] = [cut_from_row(r) for r in rows if r["block"] is not None]  # type: ignore[misc]
+        blocks: list[tuple[Block, Prompt]] = [from_block_row(r) for r in rows if r["block"] is not None]  # type: ignore[misc]
         pending: dict[Any, tuple[str, list[tuple[Block, Prompt]]]] = {}
         i = 0
         while i < len(blocks):
@@ -39,4 +42,4 @@ class Dispatch:
                     ray.get(self.broker.retire.remote(engine))
                 msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
                 out.extend(result_row(BlockResult.failed(b, engine, msg)) for b, _ in chunk)
-        return pa.Table.from_pylist(out, RESULT)
+        return pa.Table.from_pylist(out, RESULT_ROWS)

@@ -11,7 +11,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..config import JobConfig, PoolConfig
-from ..model import Block, BlockResult, Prompt
+from ..records.audio import Block
+from ..records.prompt import Prompt
+from ..records.results import BlockResult
 from .broker import Slot
 
 
@@ -103,11 +105,11 @@ class EngineWorker:
         return out
 
     def _transcribe(self, rows: list[tuple[Block, Prompt]]) -> list[BlockResult]:
-        from ..engines import PromptSpec, requests_for
+        from ..engines import requests_for
 
-        specs = {b.recording_id: PromptSpec(p.task, p.language, p.keywords) for b, p in rows}
+        prompts = {b.recording_id: p for b, p in rows}
         blocks = [b for b, _ in rows]
-        requests = requests_for(blocks, specs, self.engine.tokenizer, self.cfg)
+        requests = requests_for(blocks, prompts, self.engine.tokenizer, self.cfg)
         return [
             BlockResult.of(
                 b, r.text, r.keywords, self.pool, self.revision, r.finish_reason, r.output_tokens, r.words, r.decoded_by

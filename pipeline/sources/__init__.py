@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
-from ..config import FiltersConfig, InputConfig
-from ..model import Recording
+from ..config import FiltersConfig, InputConfig, PromptConfig
+from ..prompt import KEYWORDS_SUFFIX
+from ..records.audio import Recording
 from .scope import ListingStats, SourceError
 
 
@@ -51,4 +52,10 @@ def cached_source(inp: InputConfig, filters: FiltersConfig) -> Source:
     return _CACHED[key]
 
 
-__all__ = ["ListingStats", "Source", "SourceError", "cached_source", "open_source"]
+def sidecar_keywords(source: Source, rec: Recording, prompt: PromptConfig) -> str | None:
+    """The text of the recording's keywords sidecar (`<recording>.keywords.txt`), where
+    `prompt.sidecar_keywords` is on: what prompt.prompt_for adds to its prompt."""
+    return source.sidecar(rec, KEYWORDS_SUFFIX) if prompt.sidecar_keywords else None
+
+
+__all__ = ["ListingStats", "Source", "SourceError", "cached_source", "open_source", "sidecar_keywords"]

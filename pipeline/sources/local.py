@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..config import FiltersConfig, InputConfig
-from ..model import Recording
+from ..records.audio import Recording
 from .scope import ListingStats, SourceError, in_scope
 
 

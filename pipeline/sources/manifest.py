@@ -16,10 +16,10 @@ object is looked up with one HEAD request as its row is reached, 16 at a time.
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import io
 import itertools
-import csv
 import json
 import os
 from collections.abc import Iterator
@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from ..config import FiltersConfig, InputConfig
-from ..engines.prompts import parse_keywords_text
-from ..model import Recording
+from ..prompt import parse_keywords_text
+from ..records.audio import Recording
 from .local import local_etag, local_sidecar, open_local
 from .s3 import RangeReader, open_s3, retrying, s3_client, s3_sidecar, split_s3_uri
 from .scope import ListingStats, SourceError, in_scope

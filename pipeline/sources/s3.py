@@ -20,9 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as TransportError
 
 from ..config import FiltersConfig, InputConfig
-from ..model import Recording
+from ..records.audio import Recording
 from .scope import ListingStats, SourceError, in_scope
-
 
 T = TypeVar("T")
 _BODY_ATTEMPTS = 4
