@@ -91,7 +91,7 @@ def _cpu_s() -> float:
 
 def role_ours(uri: str, endpoint: str, baseline: bool = False) -> dict:
     from bench.audio_stages import stage_clock
-    from pipeline import decode, vad
+    from pipeline.audio import decode, vad
     from pipeline.config import load_config
     from pipeline.plan import run_plan
 

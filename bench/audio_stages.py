@@ -88,7 +88,8 @@ class _TimedFile:
 @contextlib.contextmanager
 def stage_clock() -> Iterator[_Clock]:
     """Patch the audio-in stages for the duration; read `clock.close()` at the end."""
-    from pipeline import blocks, decode, plan, prepare, vad
+    from pipeline import plan
+    from pipeline.audio import blocks, cut, decode, vad
 
     clock = _Clock()
     patches = [
@@ -99,9 +100,9 @@ def stage_clock() -> Iterator[_Clock]:
         (blocks.ChannelBlocker, "push", clock.gen("cutter", blocks.ChannelBlocker.push)),
         (blocks.ChannelBlocker, "finish", clock.gen("cutter", blocks.ChannelBlocker.finish)),
     ]
-    real_cut = prepare.cut_recording
+    real_cut = cut.cut_recording
 
-    def cut(rec, source, *a, **kw):
+    def timed_cut(rec, source, *a, **kw):
         class Timed:
             def __getattr__(self, name):
                 return getattr(source, name)
@@ -112,7 +113,7 @@ def stage_clock() -> Iterator[_Clock]:
 
         return real_cut(rec, Timed(), *a, **kw)
 
-    patches.append((plan, "cut_recording", cut))  # plan_one calls it by this name
+    patches.append((plan, "cut_recording", timed_cut))  # plan_one calls it by this name
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, fn in patches:

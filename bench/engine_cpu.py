@@ -34,7 +34,7 @@ TOKENS_PER_AUDIO_S = 4.0
 
 
 def _blocks(n: int):
-    from pipeline.blocks import ChannelBlocker
+    from pipeline.audio.blocks import ChannelBlocker
     from pipeline.config import BlocksConfig
     from tests import corpus as C
 

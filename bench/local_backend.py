@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pipeline.audio.cut import cut_recording, drain
 from pipeline.config import JobConfig
 from pipeline.engines.base import EngineRequest
-from pipeline.prepare import cut_recording, drain
 from pipeline.records.audio import Block, CutOutcome, Recording
 from pipeline.records.results import BlockResult
 from pipeline.records.transport import Item

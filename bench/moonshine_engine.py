@@ -32,7 +32,7 @@ def _serve(conn: Connection) -> None:
     import moonshine_cpp
     from moonshine_cpp.moonshine_cpp import moonshine_lib as lib
 
-    from pipeline.limits import rss_bytes
+    from pipeline.audio.limits import rss_bytes
 
     model = moonshine_cpp.MoonshineModel()  # bundled base-en: no download
     while True:

@@ -213,7 +213,7 @@ def check_model(cfg: JobConfig) -> Finding:
     from pathlib import Path
 
     from .engines.model_source import MANIFEST
-    from .sources.s3 import s3_client, split_s3_uri
+    from .storage.s3 import s3_client, split_s3_uri
 
     mid = cfg.model.id
     if mid.startswith("s3://"):
@@ -265,7 +265,8 @@ def check_model(cfg: JobConfig) -> Finding:
 
 def check_output(cfg: JobConfig) -> Finding:
     """Writes and deletes one probe object where the run would write."""
-    from .sink import open_filesystem, output_where
+    from .sink import output_where
+    from .storage.fs import open_filesystem
 
     uri = cfg.output.uri
     try:

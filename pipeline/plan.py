@@ -20,14 +20,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .audio.cut import cut_recording, drain
+from .audio.vad import load_model
 from .config import JobConfig
-from .prepare import cut_recording, drain
 from .progress import hours
 from .records.audio import Outcome, Recording
 from .records.plan import PLAN_BLOCKS, PLAN_RECORDINGS, PlanBlock, PlanRecording
 from .records.rows import to_table
 from .sources import ListingStats, cached_source, open_source
-from .vad import load_model
 
 Result = tuple[Outcome, list[PlanBlock], float | None]  # and the recording's audio-in CPU seconds
 

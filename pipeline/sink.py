@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from .output_lock import LockHeld, OutputLock
 from .records.compliance import HITS, PII, SCANS
 from .records.results import RECORDINGS, SEGMENTS, Segment
 from .records.rows import to_table
+from .storage.fs import open_filesystem
 
 _HISTORY = ["recording_id", "status", "run_id", "processed_at"]
 # The datasets a commit may hold, in the order they are written.
@@ -61,26 +61,6 @@ log = logging.getLogger(__name__)
 
 class OutputError(Exception):
     """The output store cannot be read or written; the run stops and commits nothing more."""
-
-
-def open_filesystem(uri: str, endpoint_url: str | None, region: str | None) -> tuple[pafs.FileSystem, str]:
-    if uri.startswith("s3://"):
-        # Ceph RGW and others reject the SDK's default CRC checksums on PUT.
-        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
-        kwargs: dict[str, Any] = dict(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=8))
-        if endpoint_url:
-            scheme, _, host = endpoint_url.partition("://")
-            kwargs.update(
-                endpoint_override=host or scheme,
-                scheme=scheme if host else "https",
-                force_virtual_addressing=False,
-                region=region or "us-east-1",
-            )
-        elif region:
-            kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), uri.removeprefix("s3://").rstrip("/")
-    path = os.path.abspath(os.path.expanduser(uri))
-    return pafs.LocalFileSystem(), path
 
 
 def output_where(cfg: JobConfig) -> tuple[str | None, str | None]:
@@ -220,7 +200,7 @@ class OutputStore:
     def lock(self) -> OutputLock:
         s3 = self._s3  # read once: the heartbeat's retry may reset it meanwhile
         if self.uri.startswith("s3://") and s3 is None:
-            from .sources.s3 import s3_client
+            from .storage.s3 import s3_client
 
             s3 = self._s3 = s3_client(*self._where)
         return OutputLock(self._p("_lock.json"), self.uri, self.lock_stale_s, s3)

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from .audio.cut import cut_recording, drain
 from .config import InputConfig, JobConfig
 from .engines import Engine, EngineResult, requests_for
-from .prepare import cut_recording, drain
 from .prompt import prompt_for
 from .records.audio import Block, Recording
 from .sources import SourceError, sidecar_keywords

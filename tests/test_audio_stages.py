@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from bench.audio_stages import STAGES, stage_clock
-from pipeline import decode, vad
+from pipeline.audio import decode, vad
 from pipeline.config import load_config
 from pipeline.plan import run_plan
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.blocks import ENERGY_HOP, ChannelBlocker, Span, choose_block
+from pipeline.audio.blocks import ENERGY_HOP, ChannelBlocker, Span, choose_block
+from pipeline.audio.cut import cut_recording, drain
 from pipeline.config import BlocksConfig, InputConfig, JobConfig
-from pipeline.prepare import cut_recording, drain
 from pipeline.records.audio import SAMPLE_RATE, Block
 from pipeline.sources.local import LocalSource
 

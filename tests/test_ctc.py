@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.blocks import ChannelBlocker
+from pipeline.audio.blocks import ChannelBlocker
 from pipeline.config import DecodingConfig, load_config
 from pipeline.ctc_head import CtcHeadMissing, check_head
 from pipeline.engines import make_engine, requests_for

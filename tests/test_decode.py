@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.decode import AudioDecoder, DecodeError
+from pipeline.audio.decode import AudioDecoder, DecodeError
 from pipeline.records.audio import SAMPLE_RATE
 from tests import corpus as C
 
@@ -180,7 +180,7 @@ def _extra_formats(corpus, tmp_path) -> list[Path]:
 def test_numpy_conversion_equals_ffmpegs_converter(corpus, tmp_path, monkeypatch):
     # The common sample formats become float32 in numpy; every format through FFmpeg's converter
     # (as all did before) must give the same samples, bit for bit, in both channel policies.
-    from pipeline import decode as D
+    from pipeline.audio import decode as D
 
     paths = [corpus.formats[f] for f in C.FORMATS] + _extra_formats(corpus, tmp_path)
     for path in paths:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.blocks import ChannelBlocker
+from pipeline.audio.blocks import ChannelBlocker
 from pipeline.config import ModelConfig, load_config
 from pipeline.engines import make_engine, requests_for
 from pipeline.engines.base import make_result

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
+from pipeline.audio.cut import cut_recording, drain
+from pipeline.audio.limits import Budget, rss_bytes
 from pipeline.config import JobConfig
-from pipeline.limits import Budget, rss_bytes
-from pipeline.prepare import cut_recording, drain
 from pipeline.sources import open_source
 
 

@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import FiltersConfig, InputConfig
 from pipeline.records.audio import Recording
 from pipeline.sources import SourceError, open_source
-from pipeline.sources.s3 import RangeReader
+from pipeline.storage.s3 import RangeReader
 
 
 def _listing(uri: str, **kw):

@@ -1,12 +1,12 @@
-"""The VAD: our matrix-product export of Silero (pipeline/vad_export.py) against the package's own models."""
+"""The VAD: our matrix-product export of Silero (pipeline/audio/vad_export.py) against the package's own models."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
 
-from pipeline import vad
-from pipeline.blocks import ChannelBlocker
+from pipeline.audio import vad
+from pipeline.audio.blocks import ChannelBlocker
 from pipeline.config import BlocksConfig
 from tests import corpus as C
 
@@ -48,7 +48,7 @@ def _stock_frame_by_frame(frames: np.ndarray) -> np.ndarray:
 
 def test_our_export_computes_silero_probabilities():
     # pipeline/data's file is derived from the installed package's weights: an upgrade of
-    # silero-vad that changes them fails here until `python -m pipeline.vad_export` is run again.
+    # silero-vad that changes them fails here until `python -m pipeline.audio.vad_export` is run again.
     frames = _frames(_call())
     ours = _sequence(vad.MODEL, frames)
     theirs = _sequence(vad.package_model(), frames)

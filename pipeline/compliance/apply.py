@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 
+from ..audio.decode import DecodeError
 from ..config import ConfigError, JobConfig
-from ..decode import DecodeError
 from ..records.audio import Recording
 from ..records.compliance import PiiSpan
 from ..records.results import RecordingStatus
 from ..records.settled import Settled
-from ..sink import open_filesystem, output_where
+from ..sink import output_where
 from ..sources import SourceError, cached_source
+from ..storage.fs import open_filesystem
 from .audio import spans_of, write_to
 from .rules import Rules, load_rules
 from .scan import Scanner

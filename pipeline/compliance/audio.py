@@ -16,7 +16,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from ..decode import DecodeError
+from ..audio.decode import DecodeError
 from ..records.compliance import PiiSpan
 
 Spans = dict[int | None, list[tuple[float, float]]]  # channel (None: all) -> [start_s, end_s) spans

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
-from ..sources.s3 import retrying, s3_client, split_s3_uri
+from ..storage.s3 import retrying, s3_client, split_s3_uri
 
 MANIFEST = "granite-batch-manifest.json"
 _MULTIPLIERS = ("embedding_multiplier", "logits_scaling", "residual_multiplier", "attention_multiplier")

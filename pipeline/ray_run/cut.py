@@ -9,8 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..audio.cut import cut_recording
 from ..config import JobConfig
-from ..prepare import cut_recording
 from ..prompt import prompt_for
 from ..records.audio import CutOutcome, Outcome, Recording
 from ..records.transport import BLOCK_ROWS, block_row

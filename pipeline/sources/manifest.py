@@ -34,8 +34,9 @@ from botocore.exceptions import ClientError
 from ..config import FiltersConfig, InputConfig
 from ..prompt import parse_keywords_text
 from ..records.audio import Recording
+from ..storage.s3 import RangeReader, retrying, s3_client, split_s3_uri
 from .local import local_etag, local_sidecar, open_local
-from .s3 import RangeReader, open_s3, retrying, s3_client, s3_sidecar, split_s3_uri
+from .s3 import open_s3, s3_sidecar
 from .scope import ListingStats, SourceError, in_scope
 
 SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")

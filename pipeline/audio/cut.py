@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 
+from ..config import JobConfig
+from ..records.audio import Block, Outcome, Recording
+from ..sources import Source, SourceError
 from .blocks import ChannelBlocker
-from .config import JobConfig
 from .decode import AudioDecoder, DecodeError
 from .limits import Budget, LimitExceeded
-from .records.audio import Block, Outcome, Recording
-from .sources import Source, SourceError
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import BlocksConfig
-from .records.audio import SAMPLE_RATE, Block, ChannelStats, samples_to_s
+from ..config import BlocksConfig
+from ..records.audio import SAMPLE_RATE, Block, ChannelStats, samples_to_s
 from .vad import FRAME, StreamingVad
 
 ENERGY_HOP = 160  # 10 ms: the resolution of cut points

@@ -16,7 +16,7 @@ import av
 import numpy as np
 import soxr
 
-from .records.audio import SAMPLE_RATE, AudioInfo
+from ..records.audio import SAMPLE_RATE, AudioInfo
 
 CHUNK_S = 2.0  # audio handed downstream at a time: big enough to amortise per-call overhead
 # Sample formats numpy turns into float32 itself (None: already float), which costs a fraction of

@@ -11,7 +11,7 @@ and outputs as the package's sequence model; probabilities agree within 2e-5, wh
 `tests/test_vad.py` checks against the package's own models.
 
 Not used at run time. Regenerate after upgrading silero-vad (needs torch and onnx):
-    python -m pipeline.vad_export
+    python -m pipeline.audio.vad_export
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _source_weights() -> dict:
     }
     for name, shape in expect.items():
         if name not in weights or tuple(weights[name].shape) != shape:
-            raise RuntimeError(f"silero-vad's 16 kHz model changed ({name}): update pipeline/vad_export.py")
+            raise RuntimeError(f"silero-vad's 16 kHz model changed ({name}): update pipeline/audio/vad_export.py")
     return weights
 
 

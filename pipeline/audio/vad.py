@@ -2,7 +2,7 @@
 
 We run a *sequence* ONNX export (many frames per call) through onnxruntime and carry its LSTM
 state across calls, so a channel streams through in constant memory. The export is ours,
-`pipeline/data/silero_vad_16k_gemm.onnx` (made by `pipeline/vad_export.py` from the package's
+`pipeline/data/silero_vad_16k_gemm.onnx` (made by `pipeline/audio/vad_export.py` from the package's
 weights): the package's own sequence export computes the same probabilities ~3x slower, and the
 VAD is most of audio-in's CPU (docs/architecture.md#audio-in-cpu). The package's Python helpers
 import torch; the model files do not need it, so we never import the package.
@@ -30,7 +30,7 @@ _WARMUP = 4
 _GROUP = 64
 
 
-MODEL = Path(__file__).with_name("data") / "silero_vad_16k_gemm.onnx"
+MODEL = Path(__file__).parents[1] / "data" / "silero_vad_16k_gemm.onnx"  # pipeline/data/
 
 
 def package_model(name: str = "silero_vad_16k_sequence.onnx") -> Path:
