@@ -91,8 +91,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bench.engine_cpu import _blocks
     from pipeline.config import DecodingConfig, load_config
-    from pipeline.engines import make_engine, requests_for
-    from pipeline.engines.speculative import CtcDecoder
+    from pipeline.engines.ctc.speculative import CtcStage
+    from pipeline.engines.factory import make_engine
+    from pipeline.engines.requests import requests_for
     from pipeline.records.prompt import Prompt
     from tests.ctc_posteriors import alignment_errors_ms
 
@@ -141,7 +142,7 @@ def main() -> None:
             "100%": DecodingConfig(ctc_threshold=float("inf")),
             "0% verify on": DecodingConfig(ctc_threshold=-1.0, confidence_threshold=1.0, verify="on"),
         }
-        plain = CtcDecoder(dec.engine, None, DecodingConfig(speculative="off", word_times=False))
+        plain = CtcStage(dec.engine, None, DecodingConfig(speculative="off", word_times=False))
         walls: dict[str, list[float]] = {k: [] for k in settings}
         shares: dict[str, float] = {}
         seed = 10

@@ -47,7 +47,8 @@ def _blocks(n: int):
 
 def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
     from pipeline.config import load_config
-    from pipeline.engines import make_engine, requests_for
+    from pipeline.engines.factory import make_engine
+    from pipeline.engines.requests import requests_for
     from pipeline.records.prompt import Prompt
 
     cfg = load_config(

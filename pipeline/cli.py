@@ -258,7 +258,7 @@ def _status(args: dict[str, Any]) -> int:
 
 
 def _transcribe(args: dict[str, Any]) -> int:
-    from .engines import make_engine
+    from .engines.factory import make_engine
     from .engines.model_source import resolve_model
     from .prompt import job_keywords
     from .transcribe_local import transcribe_files

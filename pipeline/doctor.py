@@ -233,7 +233,7 @@ def check_model(cfg: JobConfig) -> Finding:
     if folder.is_dir():
         ok = (folder / "config.json").is_file()
         if ok and cfg.decoding.needs_ctc:
-            from .ctc_head import CtcHeadMissing, check_head
+            from .engines.ctc.head import CtcHeadMissing, check_head
 
             try:
                 check_head(folder)

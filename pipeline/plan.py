@@ -199,7 +199,7 @@ class _Pool:
 
 def _gpu_memory(cfg: JobConfig) -> list[str]:
     """How each GPU is shared: vLLM's share, and the CTC stage's budget and estimated need."""
-    from .ctc_head import memory_gib
+    from .engines.ctc.head import memory_gib
 
     vllm = f"  gpu memory  vLLM {cfg.engine.gpu_memory_utilization:.0%} of each card"
     d = cfg.decoding

@@ -11,7 +11,8 @@ from typing import Any, TextIO
 
 from .audio.cut import cut_recording, drain
 from .config import InputConfig, JobConfig
-from .engines import Engine, EngineResult, requests_for
+from .engines.base import Engine, EngineResult
+from .engines.requests import requests_for
 from .prompt import prompt_for
 from .records.audio import Block, Recording
 from .sources import SourceError, sidecar_keywords

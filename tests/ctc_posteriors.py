@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.align import BLANK, FRAME_S, SPACE, char_id
+from pipeline.engines.ctc.align import BLANK, FRAME_S, SPACE, char_id
 
 CLASSES = 348
 
@@ -64,7 +64,7 @@ SENTENCES = [
 
 def alignment_errors_ms(n: int = 200, seed: int = 0, noise: float = 0.0) -> list[float]:
     """|aligned - true| of every word start and end, in ms, over `n` constructed sentences."""
-    from pipeline.align import align_words
+    from pipeline.engines.ctc.align import align_words
 
     rng = np.random.default_rng(seed)
     errors: list[float] = []

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from pipeline.align import FRAME_S, align_words, viterbi
-from pipeline.ctc_head import greedy
+from pipeline.engines.ctc.align import FRAME_S, align_words, viterbi
+from pipeline.engines.ctc.head import greedy
 from tests.ctc_posteriors import CLASSES, SENTENCES, alignment_errors_ms, constructed
 
 

@@ -19,9 +19,10 @@ import pytest
 
 from pipeline.audio.blocks import ChannelBlocker
 from pipeline.config import DecodingConfig, load_config
-from pipeline.ctc_head import CtcHeadMissing, check_head
-from pipeline.engines import make_engine, requests_for
-from pipeline.engines.speculative import route, verifies
+from pipeline.engines.ctc.head import CtcHeadMissing, check_head
+from pipeline.engines.ctc.speculative import route, verifies
+from pipeline.engines.factory import make_engine
+from pipeline.engines.requests import requests_for
 from pipeline.records.prompt import Prompt
 from tests import corpus as C
 

@@ -16,11 +16,12 @@ import pytest
 
 from pipeline.audio.blocks import ChannelBlocker
 from pipeline.config import ModelConfig, load_config
-from pipeline.engines import make_engine, requests_for
 from pipeline.engines.base import make_result
+from pipeline.engines.factory import make_engine
 from pipeline.engines.guards import collapse_repetitions, max_tokens
 from pipeline.engines.model_source import ModelSourceError, loadable_dir, patch_multipliers, resolve_model
 from pipeline.engines.prompts import render
+from pipeline.engines.requests import requests_for
 from pipeline.prompt import merge_keywords, parse_keywords_text
 from pipeline.records.prompt import Prompt
 from tests import corpus as C

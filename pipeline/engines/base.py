@@ -25,7 +25,7 @@ class EngineRequest:
     max_tokens: int  # from the block's duration (guards.max_tokens)
     min_tokens: int = 0  # > 0 only for benchmarks that force an output length
     duration_s: float = 0.0  # the block's own length, before padding (0: the audio's)
-    # The LLM's input built from the CTC stage's encoder pass (ctc_head.prompt_embeds); engines
+    # The LLM's input built from the CTC stage's encoder pass (ctc/head.py: prompt_embeds); engines
     # with `takes_prompt_embeds` use it instead of encoding the audio again.
     prompt_embeds: Any = field(default=None, repr=False, compare=False)
 
@@ -44,8 +44,8 @@ class EngineResult:
     keywords: tuple[str, ...]
     batch_s: float  # wall time of the engine call this block was part of
     batch_size: int
-    decoded_by: str = "llm"  # ctc | verified | llm (speculative.py)
-    words: tuple[Word, ...] = ()  # times from the start of the block (align.py)
+    decoded_by: str = "llm"  # ctc | verified | llm (ctc/speculative.py)
+    words: tuple[Word, ...] = ()  # times from the start of the block (ctc/align.py)
 
 
 T = TypeVar("T")
@@ -112,5 +112,5 @@ class Engine(Protocol):
 
     def verify(self, requests: list[EngineRequest], drafts: list[list[int]]) -> list[list[float]]:
         """For each request, the probability of each draft token given [prompt, audio, the draft
-        before it]: one forward pass, no decoding (speculative.py)."""
+        before it]: one forward pass, no decoding (ctc/speculative.py)."""
         ...

@@ -21,7 +21,7 @@ class EngineWorker:
     """One engine (one model copy) as a Ray actor."""
 
     def __init__(self, cfg: JobConfig, pool: PoolConfig, broker: Any) -> None:
-        from ..engines import make_engine
+        from ..engines.factory import make_engine
         from ..engines.model_source import resolve_model_revision
 
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # start failures still raise, and reach the driver
@@ -105,7 +105,7 @@ class EngineWorker:
         return out
 
     def _transcribe(self, rows: list[tuple[Block, Prompt]]) -> list[BlockResult]:
-        from ..engines import requests_for
+        from ..engines.requests import requests_for
 
         prompts = {b.recording_id: p for b, p in rows}
         blocks = [b for b, _ in rows]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .records.results import Word
+from ...records.results import Word
 
 FRAME_S = 0.02  # one CTC frame: the encoder's 50 frames per second
 BLANK = 0

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from . import cpu_torch
-from .engines.base import EngineStartError
+from ... import cpu_torch
+from ..base import EngineStartError
 
 HEAD = "encoder.out.weight"  # the CTC head; saved checkpoints name encoder weights `encoder.*`
 _EMBED = "language_model.model.embed_tokens."
@@ -121,7 +121,7 @@ class CtcHead:
     def __init__(
         self, model_dir: Path, device: str = "cpu", dtype: str = "auto", batch_blocks: int = 32, embeds: bool = False
     ) -> None:
-        """`dtype`: engine.dtype (`auto`: the checkpoint's). `engines.make_engine` has checked
+        """`dtype`: engine.dtype (`auto`: the checkpoint's). `engines.factory.make_engine` has checked
         for the head (`check_head`) before anything loads."""
         cpu_torch.install()
         import torch

@@ -1,7 +1,7 @@
 """The CTC stage in front of an engine: IBM's self-speculative decoding, then word times.
 
 For each batch of blocks (open_asr_leaderboard, granite/run_eval_speculative.py):
-1. the CTC head gives each block its greedy text and confidence (ctc_head.py);
+1. the CTC head gives each block its greedy text and confidence (head.py);
 2. a block whose largest per-frame entropy is at most `ctc_threshold`, with non-empty text, takes
    the CTC text as is (`decoded_by = ctc`): it never reaches the LLM;
 3. the others with a CTC text send it as a draft to the engine's `verify`: one forward pass over
@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from ..align import align_words
-from ..config import DecodingConfig
-from ..records.audio import SAMPLE_RATE
-from ..records.results import Word
-from .base import EngineRequest, EngineResult, make_result
-
-if TYPE_CHECKING:  # ctc_head imports engines.base: at run time the head comes in built
-    from ..ctc_head import CtcFrames, CtcHead
+from ...config import DecodingConfig
+from ...records.audio import SAMPLE_RATE
+from ...records.results import Word
+from ..base import EngineRequest, EngineResult, make_result
+from .align import align_words
+from .head import CtcFrames, CtcHead
 
 Route = Literal["ctc", "verify", "llm"]
 
@@ -50,7 +48,7 @@ def verified(token_probs: Sequence[float], cfg: DecodingConfig) -> bool:
     return bool(token_probs) and min(token_probs) >= cfg.confidence_threshold
 
 
-class CtcDecoder:
+class CtcStage:
     """An Engine: the wrapped engine behind the CTC stage (`head` None: the stage is off, every
     block is generated and words carry no times). `calls` counts what each path cost (tests and
     bench/ctc.py read it): engine generate calls and blocks, verify calls and blocks."""
