@@ -199,7 +199,7 @@ def _scan(args: dict[str, Any]) -> int:
 
 
 def _unlock(args: dict[str, Any]) -> int:
-    from .sink import output_store
+    from .lake import output_store
 
     cfg = _config(args, **{"input.uri": "."})
     uri = cfg.output.uri or ""
@@ -217,7 +217,7 @@ def _unlock(args: dict[str, Any]) -> int:
 
 
 def _optimize(args: dict[str, Any]) -> int:
-    from .optimize import run_optimize
+    from .lake.optimize import run_optimize
 
     cfg = _config(args, **{"input.uri": "."})
     print(run_optimize(cfg).summary(cfg.output.uri or ""))

@@ -265,7 +265,7 @@ def check_model(cfg: JobConfig) -> Finding:
 
 def check_output(cfg: JobConfig) -> Finding:
     """Writes and deletes one probe object where the run would write."""
-    from .sink import output_where
+    from .lake import output_where
     from .storage.fs import open_filesystem
 
     uri = cfg.output.uri

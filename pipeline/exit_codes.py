@@ -13,7 +13,7 @@ from .config import ConfigError
 from .engines.base import EngineStartError
 from .engines.model_source import ModelSourceError
 from .kube.submit import SubmitError
-from .sink import OutputError
+from .lake.store import OutputError
 from .sources import SourceError
 
 ERRORS: tuple[tuple[tuple[type[Exception], ...], int, str], ...] = (

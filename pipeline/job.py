@@ -14,7 +14,7 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
@@ -22,15 +22,16 @@ from .assemble import Assembler
 from .compliance.apply import Compliance
 from .config import ConfigError, JobConfig
 from .exit_codes import code_of
+from .lake import output_store
+from .lake.store import Heartbeat, OutputStore
 from .metrics import Pusher
 from .progress import Progress
 from .records.audio import Recording
 from .records.compliance import Hit, PiiSpan, Scanned
 from .records.results import RecordingStatus, Segment
-from .records.settled import Settled
+from .records.settled import Batch, Settled
 from .records.transport import Item
 from .runinfo import manifest, new_run_id
-from .sink import Heartbeat, OutputStore, output_store
 from .sources import open_source
 
 
@@ -92,10 +93,10 @@ class _Committer:
     def flush(self) -> None:
         if self.recordings:
             name = self.store.file_name(self.run_id, self.seq)
-            rows: dict[str, list[Any]] = {"segments": self.segments, "recordings": self.recordings}
+            batch = Batch(segments=self.segments, recordings=self.recordings, unredacted=self.unredacted)
             if self.rules is not None and self.segments:
-                rows |= {"hits": self.hits, "pii": self.pii, "scans": [self._scanned(name)]}
-            self.store.commit(self.run_id, name, self.date, rows, self.unredacted)
+                batch = replace(batch, hits=self.hits, pii=self.pii, scans=[self._scanned(name)])
+            self.store.commit(self.run_id, name, self.date, batch)
             self.seq += 1
         self._clear()
 

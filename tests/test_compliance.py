@@ -15,9 +15,10 @@ from pipeline.compliance import Scanner
 from pipeline.compliance.normalize import normalize
 from pipeline.compliance.rules import Rules, Term, load_rules
 from pipeline.config import ComplianceConfig, ConfigError, load_config
+from pipeline.lake.parquet import ParquetStore
 from pipeline.records.compliance import HITS, PII
 from pipeline.records.results import Segment, Word
-from pipeline.sink import OutputStore
+from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
 
 CARD = "4532015112830366"  # Luhn-valid test number
@@ -237,12 +238,12 @@ def _rows(out: Path, dataset: str) -> list[dict]:
 
 def test_scan_searches_each_segments_file_once_per_rules(tmp_path, capsys):
     out = tmp_path / "out"
-    store = OutputStore(str(out))
+    store = ParquetStore(str(out))
     store.prepare("run1")
     for n, texts in enumerate([["we offer guaranteed", "returns today"], ["nothing to see", "off the record"]]):
         segs = [seg(0, i, 4.0 * i, t) for i, t in enumerate(texts)]
         segs = [s.__class__(**{**s.to_row(), "recording_id": f"rec{n}", "words": s.words}) for s in segs]
-        store.commit("run1", store.file_name("run1", n), "2026-11-01", {"segments": segs})
+        store.commit("run1", store.file_name("run1", n), "2026-11-01", Batch(segments=segs))
     store.release("run1")
 
     assert main(["scan", "--output", str(out), "--config", str(_job(tmp_path, ["guaranteed returns"]))]) == 0
@@ -279,7 +280,7 @@ def test_scan_refuses_a_bad_terms_file_and_no_rules(tmp_path, capsys):
 
 def test_scan_takes_the_output_lock(tmp_path, capsys):
     out = tmp_path / "out"
-    OutputStore(str(out)).prepare("a-live-run")
+    ParquetStore(str(out)).prepare("a-live-run")
     assert main(["scan", "--output", str(out), "--config", str(_job(tmp_path, ["x"]))]) == 3
     assert "run a-live-run (host" in capsys.readouterr().err
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.history import History, keys_of
+from pipeline.lake.history import History, keys_of
 from pipeline.records.audio import Recording
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

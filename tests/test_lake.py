@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from pipeline.delta_store import DeltaStore
+from pipeline.lake.delta import DeltaStore
+from pipeline.lake.store import OutputError
 from pipeline.records.compliance import Hit
-from pipeline.sink import OutputError
+from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
 from tests.test_sink import DATE, _rows
 
@@ -68,7 +69,7 @@ def test_each_batch_is_one_version_per_table_and_a_retry_is_a_no_op(store):
     store.prepare("r1")
     for seq in range(3):
         segs, recs = _rows(f"r1x{seq}", 2)
-        rows = {"segments": segs, "recordings": recs, "hits": [_hit(segs[0])]}
+        rows = Batch(segments=segs, recordings=recs, hits=[_hit(segs[0])])
         store.commit("r1", store.file_name("r1", seq), DATE, rows)
         store.commit("r1", store.file_name("r1", seq), DATE, rows)  # retried after an error: no-op
     for name in ("segments", "recordings", "hits"):
@@ -85,11 +86,11 @@ def test_each_batch_is_one_version_per_table_and_a_retry_is_a_no_op(store):
 def test_a_batch_killed_between_tables_is_undone_at_the_next_start(store, monkeypatch):
     store.prepare("r1")
     segs, recs = _rows("a", 2)
-    store.commit("r1", store.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs})
+    store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
     segs2, recs2 = _rows("b", 3)
     _killed_before_recordings(store, monkeypatch)
     with pytest.raises(SystemExit):
-        store.commit("r1", store.file_name("r1", 1), DATE, {"segments": segs2, "recordings": recs2})
+        store.commit("r1", store.file_name("r1", 1), DATE, Batch(segments=segs2, recordings=recs2))
     monkeypatch.undo()
     assert len(_read(store, "segments")) == 5  # the killed batch's rows are visible in segments alone
     assert store.prepare("r2") == (0, 1)  # one file undone
@@ -105,11 +106,11 @@ def test_readers_polars_pyarrow_duckdb_and_time_travel(tmp_path):
     store.prepare("r1")
     for seq, tag in enumerate(("a", "b")):
         segs, recs = _rows(tag, 2)
-        store.commit("r1", store.file_name("r1", seq), DATE, {"segments": segs, "recordings": recs})
+        store.commit("r1", store.file_name("r1", seq), DATE, Batch(segments=segs, recordings=recs))
     first = store.manifest_extra()["delta_versions"]["segments"]
     segs, recs = _rows("c", 4)
     recs = [replace(r, meta=(("crm_id", f"0012{i + 3}"),)) for i, r in enumerate(recs)]
-    store.commit("r1", store.file_name("r1", 2), DATE, {"segments": segs, "recordings": recs})
+    store.commit("r1", store.file_name("r1", 2), DATE, Batch(segments=segs, recordings=recs))
     uri = store.table_uri("segments")
     assert pl.read_delta(uri).height == 8
     assert pl.read_delta(uri, version=first).height == 4  # what the run had written at that version
@@ -136,7 +137,7 @@ def test_ceph_rgw_takes_delta_commits(ceph, monkeypatch, tmp_path):
     store = DeltaStore("s3://deltalake/out", ceph.endpoint_url)
     store.prepare("r1")  # RGW refuses a second If-None-Match create: Delta's commits are safe there
     segs, recs = _rows("a", 2)
-    store.commit("r1", store.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs})
+    store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
     assert len(_read(store, "segments")) == 2 and len(store.history()) == 2
     store.release("r1")
 
@@ -157,12 +158,12 @@ def test_unredacted_segments_go_to_the_companion_table_and_are_undone_with_the_b
     store = DeltaStore(str(tmp_path / "out"), lock_stale_s=0, unredacted=companion)
     store.prepare("r1")
     segs, recs = _rows("a", 2)
-    store.commit("r1", store.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs}, unredacted=segs)
+    store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs, unredacted=segs))
     assert len(_read(companion, "segments")) == 2
     _killed_before_recordings(store, monkeypatch)
     segs2, recs2 = _rows("b", 3)
     with pytest.raises(SystemExit):
-        store.commit("r1", store.file_name("r1", 1), DATE, {"segments": segs2, "recordings": recs2}, unredacted=segs2)
+        store.commit("r1", store.file_name("r1", 1), DATE, Batch(segments=segs2, recordings=recs2, unredacted=segs2))
     monkeypatch.undo()
     assert len(_read(companion, "segments")) == 5
     assert store.prepare("r2") == (0, 2)  # one file in segments, one in the companion
@@ -170,19 +171,19 @@ def test_unredacted_segments_go_to_the_companion_table_and_are_undone_with_the_b
 
 
 def test_a_parquet_output_and_a_delta_output_do_not_mix(tmp_path):
-    from pipeline.sink import OutputStore
+    from pipeline.lake.parquet import ParquetStore
 
     out = str(tmp_path / "out")
     store = DeltaStore(out)
     store.prepare("r1")
     segs, recs = _rows("a", 1)
-    store.commit("r1", store.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs})
+    store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
     store.release("r1")
     with pytest.raises(OutputError, match="holds Delta tables"):
-        OutputStore(out).prepare("r2")
-    parquet = OutputStore(str(tmp_path / "pq"))
+        ParquetStore(out).prepare("r2")
+    parquet = ParquetStore(str(tmp_path / "pq"))
     parquet.prepare("r1")
-    parquet.commit("r1", parquet.file_name("r1", 0), DATE, {"segments": segs, "recordings": recs})
+    parquet.commit("r1", parquet.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
     parquet.release("r1")
     with pytest.raises(OutputError, match="holds Parquet datasets"):
         DeltaStore(str(tmp_path / "pq")).prepare("r2")
@@ -197,12 +198,12 @@ def test_a_companion_shared_with_a_busy_output_is_still_undone(tmp_path, monkeyp
     _killed_before_recordings(store, monkeypatch)
     segs, recs = _rows("x", 2)
     with pytest.raises(SystemExit):
-        store.commit("x1", store.file_name("x1", 0), DATE, {"segments": segs, "recordings": recs}, unredacted=segs)
+        store.commit("x1", store.file_name("x1", 0), DATE, Batch(segments=segs, recordings=recs, unredacted=segs))
     monkeypatch.undo()
     other.prepare("y1")
     for seq in range(70):
         s2, r2 = _rows(f"y{seq}", 1)
-        other.commit("y1", other.file_name("y1", seq), DATE, {"segments": s2, "recordings": r2}, unredacted=s2)
+        other.commit("y1", other.file_name("y1", seq), DATE, Batch(segments=s2, recordings=r2, unredacted=s2))
     assert len(_read(companion, "segments")) == 72
     assert store.prepare("x2") == (0, 2)
     assert len(_read(companion, "segments")) == 70

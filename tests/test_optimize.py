@@ -11,32 +11,30 @@ import pytest
 from deltalake import DeltaTable
 
 from pipeline.cli import main
-from pipeline.delta_store import DeltaStore
+from pipeline.lake.delta import DeltaStore
+from pipeline.lake.parquet import ParquetStore
 from pipeline.records.compliance import Scanned
-from pipeline.sink import OutputStore
+from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
 from tests.test_sink import DATE, _count, _files, _rows
 
 
-def _fill(store: OutputStore, n: int, scans: bool = False) -> list[str]:
+def _fill(store: ParquetStore, n: int, scans: bool = False) -> list[str]:
     """n commits of one run; returns the recording ids."""
     store.prepare("r1")
     ids = []
     for seq in range(n):
         segs, recs = _rows(f"b{seq}", 3)
         name = store.file_name("r1", seq)
-        rows = {"segments": segs, "recordings": recs}
-        if scans:
-            path = store.relpath("segments", DATE, name)
-            rows["scans"] = [Scanned(path, "r1", "rulesA", 3, 1, 0, datetime.now(timezone.utc))]
-        store.commit("r1", name, DATE, rows)
+        scanned = [Scanned(store.relpath("segments", DATE, name), "r1", "rulesA", 3, 1, 0, datetime.now(timezone.utc))]
+        store.commit("r1", name, DATE, Batch(segments=segs, recordings=recs, scans=scanned if scans else ()))
         ids += [r.recording_id for r in recs]
     store.release("r1")
     return ids
 
 
 def test_parquet_small_files_are_merged_and_scans_follow(tmp_path, capsys):
-    store = OutputStore(str(tmp_path / "out"))
+    store = ParquetStore(str(tmp_path / "out"))
     ids = _fill(store, 5, scans=True)
     assert len(_files(store, "segments")) == 5
     assert main(["optimize", "--output", store.uri]) == 0
@@ -49,13 +47,13 @@ def test_parquet_small_files_are_merged_and_scans_follow(tmp_path, capsys):
 
 
 def test_parquet_optimize_killed_after_its_marker_is_finished_by_the_next_start(tmp_path, monkeypatch):
-    store = OutputStore(str(tmp_path / "out"), lock_stale_s=0)
+    store = ParquetStore(str(tmp_path / "out"), lock_stale_s=0)
     _fill(store, 4)
-    real = OutputStore._finish
-    monkeypatch.setattr(OutputStore, "_finish", lambda self, marker: (_ for _ in ()).throw(SystemExit("killed")))
+    real = ParquetStore._finish
+    monkeypatch.setattr(ParquetStore, "_finish", lambda self, marker: (_ for _ in ()).throw(SystemExit("killed")))
     with pytest.raises(SystemExit):
         main(["optimize", "--output", store.uri])
-    monkeypatch.setattr(OutputStore, "_finish", real)
+    monkeypatch.setattr(ParquetStore, "_finish", real)
     assert _count(store, "segments") == 12  # the old files are still all there; the merged one staged
     store.prepare("r2")  # finishes the merge: moved in, old files deleted
     assert _count(store, "segments") == 12 and len(_files(store, "segments")) == 1

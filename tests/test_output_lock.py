@@ -13,8 +13,10 @@ import time
 import pytest
 
 from pipeline.cli import main
-from pipeline.output_lock import Holder, LockHeld, OutputLock
-from pipeline.sink import OutputError, OutputStore
+from pipeline.lake.lock import Holder, LockHeld, OutputLock
+from pipeline.lake.parquet import ParquetStore
+from pipeline.lake.store import OutputError
+from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
 
 
@@ -66,13 +68,13 @@ def test_another_machines_holder_waits_out_its_lease(tmp_path):
 
 def test_a_run_taken_over_stops_and_unlock_frees_the_output(tmp_path, capsys):
     out = tmp_path / "out"
-    store = OutputStore(str(out))
+    store = ParquetStore(str(out))
     store.prepare("r1")
     _hold(store.lock(), run_id="r2", host="elsewhere")  # r2 judged r1 dead and took over
     with pytest.raises(OutputError, match="has taken over the lock .* this run stops"):
         store.heartbeat("r1")
     with pytest.raises(OutputError, match="run r2"):
-        store.commit("r1", "r1-00000", "2026-11-30", {})
+        store.commit("r1", "r1-00000", "2026-11-30", Batch())
     assert main(["unlock", "--output", str(out)]) == 0
     assert "removed the lock of run r2 (host elsewhere" in capsys.readouterr().err
     assert not os.path.exists(out / "_lock.json")
@@ -86,7 +88,7 @@ def test_creates_are_conditional_locally_and_on_s3(tmp_path, moto):
     lock = _lock(tmp_path)
     assert lock._create(Holder.me("a")) and not lock._create(Holder.me("b"))
     upload_tree(moto, "locks", "x", {})
-    store = OutputStore("s3://locks/out", moto.endpoint_url)
+    store = ParquetStore("s3://locks/out", moto.endpoint_url)
     s3lock = store.lock()
     assert s3lock.s3 is not None
     a = Holder.me("a")
@@ -102,7 +104,7 @@ def test_ceph_rgw_takes_conditional_creates(ceph, monkeypatch):
     for k, v in ceph.env(endpoint=False).items():  # moto's credentials may be the session's last set
         monkeypatch.setenv(k, v)
     upload_tree(ceph, "locks", "x", {})
-    lock = OutputStore("s3://locks/out", ceph.endpoint_url).lock()
+    lock = ParquetStore("s3://locks/out", ceph.endpoint_url).lock()
     assert lock._create(Holder.me("a")) and not lock._create(Holder.me("b"))
     assert lock.s3 is not None and lock.read().run_id == "a"  # no fallback: RGW refused the second with 412
 

@@ -17,6 +17,7 @@ from pipeline.records import tables as t
 from pipeline.records import transport as x
 from pipeline.records.prompt import PROMPT_TYPE, Prompt
 from pipeline.records.rows import to_table
+from pipeline.records.settled import Batch
 
 REC = a.Recording("s3://calls/a.wav", 1234, "etag", datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc), "v7")
 INFO = a.AudioInfo("wav", "pcm_mulaw", 8000, 2, 12.5)
@@ -28,6 +29,11 @@ def test_every_output_column_has_a_field_that_fills_it(record):
     """An output record's fields are its schema's columns, in order: a column cannot be added
     without the record (and so the code that builds it) knowing."""
     assert [f.name for f in fields(record)] == t.OUTPUTS[record].names
+
+
+def test_a_commit_batch_has_a_field_per_dataset_in_commit_order():
+    assert [f.name for f in fields(Batch)] == [*t.DATASETS, "unredacted"]
+    assert set(t.DELTA_TABLES) | {"scans"} == set(t.DATASETS) and t.DELTA_TABLES[-1] == "recordings"
 
 
 def test_the_transport_types_follow_the_records():

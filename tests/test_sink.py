@@ -12,9 +12,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
+from pipeline.lake.parquet import ParquetStore
+from pipeline.lake.store import OutputError
 from pipeline.records.audio import AudioInfo, Recording
 from pipeline.records.results import RecordingStatus, Segment, Word
-from pipeline.sink import OutputError, OutputStore
+from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
 
 DATE = "2026-11-26"
@@ -52,30 +54,30 @@ def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[Segment], list[
 
 
 @pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> OutputStore:
+def store(request, tmp_path) -> ParquetStore:
     # lock_stale_s=0: these tests play several runs in a row, each "killed" (the lock has its own test)
     if request.param == "local":
-        return OutputStore(str(tmp_path / "out"), lock_stale_s=0)
+        return ParquetStore(str(tmp_path / "out"), lock_stale_s=0)
     svc = request.getfixturevalue("moto")
     bucket = f"sink-{tmp_path.name.lower().replace('_', '-')[-40:]}"
     upload_tree(svc, bucket, "x", {})
-    return OutputStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url, lock_stale_s=0)
+    return ParquetStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url, lock_stale_s=0)
 
 
-def _count(store: OutputStore, dataset: str) -> int:
+def _count(store: ParquetStore, dataset: str) -> int:
     path = f"{store.root}/{dataset}"
     if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
         return 0
     return ds.dataset(path, filesystem=store.fs, format="parquet", partitioning="hive").count_rows()
 
 
-def _files(store: OutputStore, folder: str) -> list[str]:
+def _files(store: ParquetStore, folder: str) -> list[str]:
     sel = pafs.FileSelector(f"{store.root}/{folder}", allow_not_found=True, recursive=True)
     return [i.path for i in store.fs.get_file_info(sel) if i.is_file]
 
 
-def _commit(store: OutputStore, run: str, segs: list, recs: list, **more: list) -> None:
-    store.commit(run, store.file_name(run, 0), DATE, {"segments": segs, "recordings": recs, **more})
+def _commit(store: ParquetStore, run: str, segs: list, recs: list, **more: list) -> None:
+    store.commit(run, store.file_name(run, 0), DATE, Batch(segments=segs, recordings=recs, **more))
 
 
 def test_commit_publishes_both_datasets_and_history_reads_them(store):
@@ -158,11 +160,11 @@ def test_a_later_settlement_wins_in_history(store):
 
 def test_an_unusable_output_fails_loudly(moto, tmp_path):
     with pytest.raises(OutputError, match="not usable"):
-        OutputStore("s3://no-such-bucket-here/out", moto.endpoint_url).prepare("r1")
+        ParquetStore("s3://no-such-bucket-here/out", moto.endpoint_url).prepare("r1")
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OutputError):
-        OutputStore(str(blocker / "out")).prepare("r1")
+        ParquetStore(str(blocker / "out")).prepare("r1")
 
 
 def _raise(exc: type[BaseException]):
@@ -191,14 +193,14 @@ def test_unredacted_segments_commit_with_the_redacted_ones(tmp_path, monkeypatch
     """compliance.keep_unredacted_uri: a second store gets the unredacted segments in the same
     commit; a run killed after the commit point is finished in both stores, one killed before it
     leaves nothing in either."""
-    raw = OutputStore(str(tmp_path / "raw"))
-    store = OutputStore(str(tmp_path / "out"), lock_stale_s=0, unredacted=raw)
+    raw = ParquetStore(str(tmp_path / "raw"))
+    store = ParquetStore(str(tmp_path / "out"), lock_stale_s=0, unredacted=raw)
     store.prepare("r1")
     segs, recs = _rows("r1", 2)
     redacted = [replace(s, text="[EMAIL]", words=()) for s in segs]
     monkeypatch.setattr(store, "_finish", _raise(SystemExit))
     with pytest.raises(SystemExit):
-        store.commit("r1", "r1-00000", DATE, {"segments": redacted, "recordings": recs}, segs)
+        store.commit("r1", "r1-00000", DATE, Batch(segments=redacted, recordings=recs, unredacted=segs))
     monkeypatch.undo()
     assert _count(raw, "segments") == 0 and _count(store, "segments") == 0
     assert store.prepare("r2") == (1, 0)
@@ -212,7 +214,7 @@ def test_unredacted_segments_commit_with_the_redacted_ones(tmp_path, monkeypatch
     segs, recs = _rows("r2", 1)
     monkeypatch.setattr(store, "_mark", _raise(SystemExit))
     with pytest.raises(SystemExit):
-        store.commit("r2", "r2-00000", DATE, {"segments": segs, "recordings": recs}, segs)
+        store.commit("r2", "r2-00000", DATE, Batch(segments=segs, recordings=recs, unredacted=segs))
     monkeypatch.undo()
     assert _files(raw, f"_staging/{store.namespace}")
     assert store.prepare("r3") == (0, 3)  # two staged here, one in the companion

@@ -7,11 +7,11 @@ import logging
 
 from ..audio.decode import DecodeError
 from ..config import ConfigError, JobConfig
+from ..lake import output_where
 from ..records.audio import Recording
 from ..records.compliance import PiiSpan
 from ..records.results import RecordingStatus
 from ..records.settled import Settled
-from ..sink import output_where
 from ..sources import SourceError, cached_source
 from ..storage.fs import open_filesystem
 from .audio import spans_of, write_to

@@ -18,11 +18,12 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from ..config import ConfigError, JobConfig
+from ..lake import output_store
 from ..progress import Progress, counts
 from ..records.compliance import Scanned
 from ..records.results import Segment
+from ..records.settled import Batch
 from ..runinfo import new_run_id, redact, versions
-from ..sink import output_store
 from .apply import rules_of
 from .scan import Scanner
 
@@ -67,7 +68,7 @@ def run_scan(cfg: JobConfig, err: TextIO | None = None) -> ScanReport:
                 pii += found.pii
             row = Scanned(path, scan_id, rules.fingerprint, len(by_recording), len(hits), len(pii), started)
             # (a commit renews the lock first: a scan taken over stops here)
-            store.commit(scan_id, store.file_name(scan_id, seq), date, {"hits": hits, "pii": pii, "scans": [row]})
+            store.commit(scan_id, store.file_name(scan_id, seq), date, Batch(hits=hits, pii=pii, scans=[row]))
             progress.found(hits, pii)
             recordings += len(by_recording)
             print(f"  {path}: {len(hits)} hits, {len(pii)} pii", file=err)

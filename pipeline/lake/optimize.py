@@ -27,11 +27,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .config import JobConfig
-from .records.compliance import SCANS, Scanned
-from .records.rows import to_table
-from .runinfo import new_run_id
-from .sink import DATASETS, Heartbeat, OutputError, OutputStore, output_format, output_store
+from ..config import JobConfig
+from ..records.compliance import SCANS, Scanned
+from ..records.rows import to_table
+from ..records.tables import DATASETS
+from ..runinfo import new_run_id
+from . import output_format, output_store
+from .delta import TABLES, DeltaStore, delta_call
+from .parquet import ParquetStore
+from .store import Heartbeat, OutputError, OutputStore
 
 
 @dataclass
@@ -74,30 +78,28 @@ def run_optimize(cfg: JobConfig) -> OptimizeReport:
     return report
 
 
-def _optimize_delta(store: Any, optimize_id: str, target: int, retain_hours: float) -> OptimizeReport:
-    from .delta_store import TABLES, _delta
-
+def _optimize_delta(store: DeltaStore, optimize_id: str, target: int, retain_hours: float) -> OptimizeReport:
     report = OptimizeReport(optimize_id, "delta")
     for name in TABLES:
         table = store.table(name)
         if table is None:
             continue
-        before = len(_delta(table.file_uris))
+        before = len(delta_call(table.file_uris))
         store.heartbeat(optimize_id)  # still ours
-        _delta(lambda: table.optimize.compact(target_size=target))
-        deleted = _delta(
+        delta_call(lambda: table.optimize.compact(target_size=target))
+        deleted = delta_call(
             lambda: table.vacuum(
                 retention_hours=math.ceil(retain_hours), enforce_retention_duration=False, dry_run=False, full=True
             )
         )
-        _delta(table.create_checkpoint)
-        _delta(table.cleanup_metadata)
-        report.files[name] = (before, len(_delta(table.file_uris)))
+        delta_call(table.create_checkpoint)
+        delta_call(table.cleanup_metadata)
+        report.files[name] = (before, len(delta_call(table.file_uris)))
         report.vacuumed += len(deleted)
     return report
 
 
-def _optimize_parquet(store: OutputStore, optimize_id: str, target: int) -> OptimizeReport:
+def _optimize_parquet(store: ParquetStore, optimize_id: str, target: int) -> OptimizeReport:
     report = OptimizeReport(optimize_id, "parquet")
     seq = 0
     for dataset, schema in DATASETS.items():
@@ -123,7 +125,7 @@ def _optimize_parquet(store: OutputStore, optimize_id: str, target: int) -> Opti
     return report
 
 
-def _files(store: OutputStore, dataset: str) -> dict[str, list[pafs.FileInfo]]:
+def _files(store: ParquetStore, dataset: str) -> dict[str, list[pafs.FileInfo]]:
     """date -> its committed files, in name order (commit order within a run)."""
     sel = pafs.FileSelector(store.path(dataset), allow_not_found=True, recursive=True)
     by_date: dict[str, list[pafs.FileInfo]] = defaultdict(list)

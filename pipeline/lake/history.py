@@ -1,7 +1,7 @@
 """What earlier runs settled, in bounded memory: the latest `ok`/`failed` row of every recording in
 OUTPUT/recordings/, held as sorted numpy arrays instead of a Python dict.
 
-A recording id is 24 hex digits (model.Recording.recording_id), so it packs into 12 bytes; with a
+A recording id is 24 hex digits (records.audio.Recording.recording_id), so it packs into 12 bytes; with a
 status byte and a run index, a recording costs 17 bytes here (10 million: ~170 MB) where a dict
 of strings cost ~250. The rows are read batch by batch, so the table is never whole in memory,
 and a listing window is looked up at once with one `searchsorted`.
@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+HISTORY_COLUMNS = ["recording_id", "status", "run_id", "processed_at"]  # of recordings: what is read
 _ID_CHARS = 24
 _HEX = np.full(256, 255, np.uint8)
 _HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
@@ -67,8 +68,8 @@ class History:
 
     @classmethod
     def from_batches(cls, batches: Iterable[pa.RecordBatch], rows: int | None = None) -> History:
-        """From record batches of (recording_id, status, run_id, processed_at), `skipped` rows
-        already left out; a later settlement (a retried failure) wins. `rows`: their number, if
+        """From record batches of HISTORY_COLUMNS (`skipped` rows are left out: they settle
+        nothing); a later settlement (a retried failure) wins. `rows`: their number, if
         known, so the arrays are filled in place rather than concatenated (half the peak memory)."""
         run_index: dict[str, int] = {}
         cap = rows if rows is not None else 0
@@ -80,6 +81,7 @@ class History:
         )
         n = 0
         for b in batches:
+            b = b.filter(pc.not_equal(b.column("status"), "skipped"))
             if not b.num_rows:
                 continue
             m = b.num_rows

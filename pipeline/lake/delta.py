@@ -4,7 +4,7 @@ and settle batch.
 Layout (docs/lake.md):
     OUTPUT/segments/, OUTPUT/recordings/, OUTPUT/hits/, OUTPUT/pii/   Delta tables, partitioned by `date`
     OUTPUT/runs/<run_id>.json   the run's manifest, with the table versions it wrote
-    OUTPUT/_lock.json           one run per output at a time (output_lock.py), as with Parquet
+    OUTPUT/_lock.json           one run per output at a time (lock.py), as with Parquet
 
 Exactly once without staging files or markers of our own: every write carries a Delta
 application transaction (app id = the run's id, version = its commit sequence), so a commit
@@ -27,23 +27,24 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from .history import History
-from .output_lock import REFUSED
-from .records.compliance import HITS, PII
-from .records.results import RECORDINGS, SEGMENTS, Segment
-from .records.rows import to_table
-from .sink import _HISTORY, OutputError, OutputStore, T
+from ..records.rows import to_table
+from ..records.settled import Batch
+from ..records.tables import DATASETS, DELTA_TABLES
+from .history import HISTORY_COLUMNS, History
+from .lock import REFUSED
+from .store import OutputError, OutputStore
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 # The tables of a batch, in the order they are written: recordings, the settlement, last.
-TABLES: dict[str, pa.Schema] = {"segments": SEGMENTS, "hits": HITS, "pii": PII, "recordings": RECORDINGS}
+TABLES: dict[str, pa.Schema] = {name: DATASETS[name] for name in DELTA_TABLES}
 DATE = pa.field("date", pa.string(), nullable=False, metadata={"doc": "The run's UTC date (the partition)."})
 # Keys of our commits' metadata (commitInfo), found again when undoing a killed batch.
 RUN, SEQ, OUTPUT, UNDO = "granite_run_id", "granite_commit", "granite_output", "granite_undo"
@@ -54,7 +55,8 @@ def delta_schema(schema: pa.Schema) -> pa.Schema:
 
 
 class DeltaStore(OutputStore):
-    """An output whose datasets are Delta tables; the lock, manifests and retries are OutputStore's."""
+    """An output whose datasets are Delta tables; the lock, manifests and retries are OutputStore's
+    (store.py)."""
 
     format = "delta"
 
@@ -65,16 +67,16 @@ class DeltaStore(OutputStore):
         # since (we are the only writer), instead of loading the table again for every batch.
         self._open: dict[str, Any] = {}
 
-    def _fresh_clients(self) -> None:
-        super()._fresh_clients()
+    def refresh(self) -> None:
+        super().refresh()
         self._open.clear()
 
     # -- where the tables are -------------------------------------------------------------------
     def table_uri(self, name: str) -> str:
-        return f"{self.uri}/{name}" if self.uri.startswith("s3://") else self._p(name)
+        return f"{self.uri}/{name}" if self.uri.startswith("s3://") else self.path(name)
 
     def storage_options(self) -> dict[str, str]:
-        endpoint, region = self._where
+        endpoint, region = self.endpoint_url, self.region
         opts = {"AWS_REGION": region} if region else {}
         if endpoint:
             opts |= {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": region or "us-east-1"}
@@ -91,10 +93,10 @@ class DeltaStore(OutputStore):
         s = store or self
         uri = s.table_uri(name)
         if uri in self._open:
-            _delta(self._open[uri].update_incremental)
+            delta_call(self._open[uri].update_incremental)
             return self._open[uri]
         try:
-            table = _delta(lambda: DeltaTable(uri, storage_options=s.storage_options()))
+            table = delta_call(lambda: DeltaTable(uri, storage_options=s.storage_options()))
         except TableNotFoundError:
             return None
         self._open[uri] = table
@@ -109,10 +111,15 @@ class DeltaStore(OutputStore):
             yield "segments", self.unredacted, self.table("segments", self.unredacted)
 
     # -- start of a run -------------------------------------------------------------------------
-    def _prepare(self, run_id: str) -> tuple[int, int]:
-        if not self.holds_delta() and self.fs.get_file_info(self._p("recordings")).type != pafs.FileType.NotFound:
+    def prepare(self, run_id: str) -> tuple[int, int]:
+        """Take the lock, check the store refuses a second create, and undo the batches a killed
+        run left unsettled. Returns (0, files removed)."""
+        return self.guarded(lambda: self._recover(run_id), f"output {self.uri} is not usable")
+
+    def _recover(self, run_id: str) -> tuple[int, int]:
+        if not self.holds_delta() and self.fs.get_file_info(self.path("recordings")).type != pafs.FileType.NotFound:
             raise OutputError(f"{self.uri} holds Parquet datasets: output.format: delta needs an output of its own")
-        self._take_lock(run_id)  # also proves the store is writable
+        self.take_lock(run_id)  # also proves the store is writable
         self._check_conditional_creates(run_id)
         recordings = self.table("recordings")
         undone = 0
@@ -167,7 +174,7 @@ class DeltaStore(OutputStore):
             log.warning("undoing batch %s-%s in %s/%s: killed before it settled", run, seq, store.uri, name)
             now = int(time.time() * 1000)
             removes = [RemoveAction(path, True, now, size, parts) for path, (size, parts) in added.items()]
-            _delta(
+            delta_call(
                 lambda: table.create_write_transaction(
                     removes,
                     "append",
@@ -176,25 +183,26 @@ class DeltaStore(OutputStore):
                     commit_properties=CommitProperties(custom_metadata={UNDO: f"{run}-{seq}"}),
                 )
             )
-            _delta(table.update_incremental)
+            delta_call(table.update_incremental)
             undone += len(removes)
         return undone
 
     # -- during a run ---------------------------------------------------------------------------
-    def commit(
-        self, run_id: str, name: str, date: str, rows: dict[str, list[Any]], unredacted: list[Segment] | None = None
-    ) -> None:
+    def commit(self, run_id: str, name: str, date: str, batch: Batch) -> None:
+        """Each table's rows in a transaction of its own, recordings last (`scans` is Parquet's
+        bookkeeping: a Delta output keeps none)."""
         seq = int(name.rsplit("-", 1)[1])
-        writes: list[tuple[str, OutputStore, list[Any]]] = [(t, self, rows.get(t) or []) for t in TABLES]
-        if unredacted and self.unredacted is not None:
-            writes.insert(-1, ("segments", self.unredacted, unredacted))
+        rows = dict(batch.datasets())
+        writes: list[tuple[str, OutputStore, list[Any]]] = [(t, self, list(rows.get(t) or [])) for t in TABLES]
+        if batch.unredacted and self.unredacted is not None:
+            writes.insert(-1, ("segments", self.unredacted, list(batch.unredacted)))
 
         def write() -> None:
             for table, store, records in writes:
                 if records:
                     self._write(table, store, records, run_id, seq, date)
 
-        self._committing(run_id, write)
+        self.committing(run_id, write)
 
     def _write(self, name: str, store: OutputStore, records: list[Any], run_id: str, seq: int, date: str) -> None:
         from deltalake import write_deltalake
@@ -210,7 +218,7 @@ class DeltaStore(OutputStore):
             app_transactions=[Transaction(run_id, seq)],
             custom_metadata={RUN: run_id, SEQ: seq, OUTPUT: self.namespace},
         )
-        _delta(
+        delta_call(
             lambda: write_deltalake(
                 existing if existing is not None else store.table_uri(name),
                 data,
@@ -228,17 +236,22 @@ class DeltaStore(OutputStore):
         return {"format": "delta", "delta_versions": dict(self.versions)}
 
     # -- reading ----------------------------------------------------------------------------------
+    def history(self) -> History:
+        """The latest ok/failed settlement of every recording by earlier runs, from the
+        recordings table in batches (history.py)."""
+        return self.guarded(
+            self._settlements,
+            f"cannot read earlier runs from {self.uri}/recordings",
+            (OSError, pa.ArrowInvalid, ValueError),
+        )
+
     def _settlements(self) -> History:
         table = self.table("recordings")
         if table is None:
             return History.from_batches([])
-        dataset = _delta(lambda: table.to_pyarrow_dataset())
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for b in dataset.to_batches(columns=_HISTORY, batch_size=1 << 16, use_threads=False):
-                yield b.filter(pc.not_equal(b.column("status"), "skipped"))
-
-        return History.from_batches(batches(), dataset.count_rows())
+        dataset = delta_call(lambda: table.to_pyarrow_dataset())
+        batches = dataset.to_batches(columns=HISTORY_COLUMNS, batch_size=1 << 16, use_threads=False)
+        return History.from_batches(batches, dataset.count_rows())
 
 
 def _files_at(table: Any, version: int) -> dict[str, tuple[int, dict[str, str | None]]]:
@@ -247,7 +260,7 @@ def _files_at(table: Any, version: int) -> dict[str, tuple[int, dict[str, str | 
         return {}
     from deltalake import DeltaTable
 
-    old = _delta(lambda: DeltaTable(table.table_uri, version=version, storage_options=table._storage_options))
+    old = delta_call(lambda: DeltaTable(table.table_uri, version=version, storage_options=table._storage_options))
     actions = pa.table(old.get_add_actions(flatten=True))
     parts = [c for c in actions.column_names if c.startswith("partition.")]
     return {
@@ -261,14 +274,14 @@ def _newest_first(table: Any) -> Iterator[dict[str, Any]]:
     several outputs may hold many commits of others since ours)."""
     limit, done = 64, 0
     while True:
-        page = _delta(lambda: table.history(limit))
+        page = delta_call(lambda: table.history(limit))
         yield from page[done:]
         if len(page) < limit:
             return
         done, limit = len(page), limit * 4
 
 
-def _delta(op: Callable[[], T]) -> T:
+def delta_call(op: Callable[[], T]) -> T:
     """delta-rs's errors as OSError (what the store's retry and error reporting handle); a missing
     table passes through."""
     from deltalake.exceptions import DeltaError, TableNotFoundError
