@@ -92,8 +92,8 @@ def _cpu_s() -> float:
 def role_ours(uri: str, endpoint: str, baseline: bool = False) -> dict:
     from bench.audio_stages import stage_clock
     from pipeline.audio import decode, vad
+    from pipeline.commands.plan import run_plan
     from pipeline.config import load_config
-    from pipeline.plan import run_plan
 
     if baseline:
         vad.MODEL = vad.package_model()  # the same probabilities (tests/test_vad.py), ~3x the CPU

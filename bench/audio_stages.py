@@ -88,8 +88,8 @@ class _TimedFile:
 @contextlib.contextmanager
 def stage_clock() -> Iterator[_Clock]:
     """Patch the audio-in stages for the duration; read `clock.close()` at the end."""
-    from pipeline import plan
     from pipeline.audio import blocks, cut, decode, vad
+    from pipeline.commands import plan
 
     clock = _Clock()
     patches = [

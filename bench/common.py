@@ -11,7 +11,7 @@ def full_size_model(model: str | None, tmp: str) -> str:
         return model
     import time
 
-    from pipeline.testmodel import build_test_model
+    from pipeline.testing.testmodel import build_test_model
 
     t = time.perf_counter()
     built = str(build_test_model(Path(tmp) / "full", full_size=True))

@@ -41,7 +41,7 @@ from pipeline.compliance.apply import Compliance  # noqa: E402
 from pipeline.compliance.normalize import normalize  # noqa: E402
 from pipeline.compliance.pii import detect  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.job import run_job  # noqa: E402
+from pipeline.run.driver import run_job  # noqa: E402
 from tests.compliance_call import REDACT, TERMS, Planted, leaked, planted, write_call  # noqa: E402
 
 

@@ -108,10 +108,10 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     import pyarrow as pa
     import ray
 
-    from pipeline.job import run_job
     from pipeline.ray_run import RayBackend
     from pipeline.ray_run.cut import cut_batches, recording_items
     from pipeline.records.transport import from_block_row
+    from pipeline.run.driver import run_job
     from pipeline.sources import open_source
 
     cfg = _cfg(model, prefix, out, endpoint, forced)
@@ -168,8 +168,8 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
 def role_rss(model: str, endpoint: str, out: str, prefix: str) -> dict:
     import io
 
-    from pipeline.job import run_job
     from pipeline.ray_run import RayBackend
+    from pipeline.run.driver import run_job
 
     cfg = _cfg(model, prefix, out, endpoint, None)
     report = run_job(cfg, RayBackend, err=io.StringIO())
@@ -209,7 +209,7 @@ def main() -> None:
         print(json.dumps(role_rss(args.model, args.endpoint, args.out, args.prefix)))
         return
 
-    from pipeline.testmodel import build_test_model
+    from pipeline.testing.testmodel import build_test_model
     from tests.services.moto_s3 import start_moto
 
     with tempfile.TemporaryDirectory() as tmp_s, start_moto() as svc:

@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import peak_rss_mb  # noqa: E402
 from bench.moonshine_engine import MoonshineEngine  # noqa: E402
-from pipeline.assemble import Assembler  # noqa: E402
 from pipeline.audio.cut import cut_recording, drain  # noqa: E402
 from pipeline.audio.decode import AudioDecoder  # noqa: E402
 from pipeline.config import JobConfig  # noqa: E402
 from pipeline.engines.base import EngineRequest  # noqa: E402
 from pipeline.records.audio import SAMPLE_RATE  # noqa: E402
 from pipeline.records.results import BlockResult, Segment  # noqa: E402
+from pipeline.run.assemble import Assembler  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 from tests import corpus as C  # noqa: E402
 

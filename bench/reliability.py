@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import peak_rss_mb  # noqa: E402
-from pipeline.testmodel import build_test_model  # noqa: E402
+from pipeline.testing.testmodel import build_test_model  # noqa: E402
 from tests.bad_inputs import KINDS  # noqa: E402
 from tests.reliability import GOOD, Report, run_scenario  # noqa: E402
 from tests.services.ceph_rgw import start_ceph_rgw  # noqa: E402

@@ -103,8 +103,8 @@ class SyntheticListing:
 
 def child(out: str, n: int, skipped_rows: bool, fmt: str) -> None:
     """One re-run in this process; prints a JSON line of its figures."""
-    import pipeline.job as job
     from pipeline.config import load_config
+    from pipeline.run import driver as job
 
     def no_engine(cfg):  # noqa: ANN001, ANN202
         raise AssertionError("a re-run with nothing new started an engine")

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import cpu_torch
+from .commands.plan import run_plan
 from .config import ConfigError, JobConfig, load_config
 from .engines.base import EngineStartError
 from .exit_codes import ERRORS, INTERNAL_ERROR, exit_on_sigterm
-from .plan import run_plan
 
 DOCTOR_HINT = (
     "granite-batch: `granite-batch doctor` checks what a run needs on this machine "
@@ -157,7 +157,7 @@ def _config(args: dict[str, Any], **defaults: Any) -> JobConfig:
 
 
 def _plan(args: dict[str, Any]) -> int:
-    from .plan import render_summary
+    from .commands.plan import render_summary
 
     cfg, output = _config(args), args["output"]
     if output and output.startswith("s3://"):
@@ -180,8 +180,8 @@ def _plan(args: dict[str, Any]) -> int:
 
 def _run(args: dict[str, Any]) -> int:
     """Exit 0: every recording ok or skipped; 1: some failed (each has a row and a reason)."""
-    from .job import run_job
     from .ray_run import RayBackend
+    from .run.driver import run_job
 
     exit_on_sigterm()
     report = run_job(_config(args), RayBackend)
@@ -225,7 +225,7 @@ def _optimize(args: dict[str, Any]) -> int:
 
 
 def _demo(args: dict[str, Any]) -> int:
-    from .demo import run_demo
+    from .commands.demo import run_demo
 
     return run_demo(args["output"])
 
@@ -258,10 +258,10 @@ def _status(args: dict[str, Any]) -> int:
 
 
 def _transcribe(args: dict[str, Any]) -> int:
+    from .commands.transcribe import transcribe_files
     from .engines.factory import make_engine
     from .engines.model_source import resolve_model
     from .prompt import job_keywords
-    from .transcribe_local import transcribe_files
 
     cfg = _config(args, **{"input.uri": args["files"][0]})
     words = job_keywords(cfg)  # a bad keywords file fails now, not after minutes of model loading
@@ -271,7 +271,7 @@ def _transcribe(args: dict[str, Any]) -> int:
 
 
 def _make_test_model(args: dict[str, Any]) -> int:
-    from .testmodel import build_test_model
+    from .testing.testmodel import build_test_model
 
     print(build_test_model(args["dir"], full_size=args["full_size"], seed=args["seed"]))
     return 0
@@ -286,7 +286,7 @@ def _mirror_model(args: dict[str, Any]) -> int:
 
 
 def _doctor(args: dict[str, Any]) -> int:
-    from .doctor import diagnose, render
+    from .commands.doctor import diagnose, render
 
     given = args["config"] or any(v is not None for k, v in args.items() if "." in k)
     # input.uri is required by the config model; doctor does not read the input

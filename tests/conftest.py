@@ -57,7 +57,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The offline random-weight Granite Speech (real architecture, ~3 MB)."""
-    from pipeline.testmodel import build_test_model
+    from pipeline.testing.testmodel import build_test_model
 
     return build_test_model(tmp_path_factory.mktemp("tiny"))
 

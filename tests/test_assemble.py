@@ -3,12 +3,12 @@ and progress figures (progress.py): the pure parts of `granite-batch run`."""
 
 from __future__ import annotations
 
-from pipeline.assemble import Assembler
-from pipeline.language import detect_language
-from pipeline.progress import Progress, reason_of
+from pipeline.ops.progress import Progress, reason_of
+from pipeline.ops.runinfo import REDACTED, new_run_id, redact
 from pipeline.records.audio import AudioInfo, ChannelStats, Outcome, Recording
 from pipeline.records.results import BlockResult, RecordingStatus, Word
-from pipeline.runinfo import REDACTED, new_run_id, redact
+from pipeline.run.assemble import Assembler
+from pipeline.run.language import detect_language
 
 REC = Recording("s3://calls/a.wav", 1234, "etag-1")
 INFO = AudioInfo("wav", "pcm_mulaw", 8000, 2, 30.0)

@@ -6,8 +6,8 @@ import time
 
 from bench.audio_stages import STAGES, stage_clock
 from pipeline.audio import decode, vad
+from pipeline.commands.plan import run_plan
 from pipeline.config import load_config
-from pipeline.plan import run_plan
 
 
 def test_stages_add_up_to_the_run(corpus):

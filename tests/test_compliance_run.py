@@ -21,7 +21,7 @@ pytest.importorskip("moonshine_cpp", reason="the bench extra: pip install -e '.[
 
 from pipeline.cli import main  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.job import run_job  # noqa: E402
+from pipeline.run.driver import run_job  # noqa: E402
 from tests.compliance_call import REDACT, TERMS, leaked, planted, write_call  # noqa: E402
 
 JOB = Path(__file__).resolve().parents[1] / "jobs" / "compliance-audit.yaml"

@@ -245,8 +245,8 @@ def test_the_dashboard_and_alert_queries_use_only_metrics_a_run_pushes(tmp_path)
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from pipeline import metrics as m
-    from pipeline.progress import Progress
+    from pipeline.ops import metrics as m
+    from pipeline.ops.progress import Progress
 
     docs = template(CHART / "ci" / "monitoring-values.yaml")
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]

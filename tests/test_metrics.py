@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.metrics import REASON_CLASSES, by_class, reason_class
-from pipeline.progress import reason_of
+from pipeline.ops.metrics import REASON_CLASSES, by_class, reason_class
+from pipeline.ops.progress import reason_of
 
 
 def test_failure_reasons_become_a_fixed_set_without_object_names():

@@ -20,9 +20,9 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
+from pipeline.commands.plan import run_plan
 from pipeline.config import load_config
-from pipeline.metrics import by_class
-from pipeline.plan import run_plan
+from pipeline.ops.metrics import by_class
 from pipeline.records.results import RECORDINGS, SEGMENTS
 from tests.conftest import upload_tree
 from tests.invariants import check_segments

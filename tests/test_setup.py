@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cpu_torch, doctor
+from pipeline import cpu_torch
+from pipeline.commands import doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "pipeline.cli"]

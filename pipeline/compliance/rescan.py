@@ -19,11 +19,11 @@ from typing import TextIO
 
 from ..config import ConfigError, JobConfig
 from ..lake import output_store
-from ..progress import Progress, counts
+from ..ops.progress import Progress, counts
+from ..ops.runinfo import new_run_id, redact, versions
 from ..records.compliance import Scanned
 from ..records.results import Segment
 from ..records.settled import Batch
-from ..runinfo import new_run_id, redact, versions
 from .apply import rules_of
 from .scan import Scanner
 

@@ -28,10 +28,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..config import JobConfig
+from ..ops.runinfo import new_run_id
 from ..records.compliance import SCANS, Scanned
 from ..records.rows import to_table
 from ..records.tables import DATASETS
-from ..runinfo import new_run_id
 from . import output_format, output_store
 from .delta import TABLES, DeltaStore, delta_call
 from .parquet import ParquetStore

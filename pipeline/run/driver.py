@@ -14,25 +14,25 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
+from ..compliance.apply import Compliance
+from ..config import ConfigError, JobConfig
+from ..exit_codes import code_of
+from ..lake import output_store
+from ..lake.store import Heartbeat, OutputStore
+from ..ops.metrics import Pusher
+from ..ops.progress import Printer, Progress
+from ..ops.runinfo import manifest, new_run_id
+from ..records.audio import Recording
+from ..records.results import RecordingStatus
+from ..records.settled import Settled
+from ..records.transport import Item
+from ..sources import open_source
 from .assemble import Assembler
-from .compliance.apply import Compliance
-from .config import ConfigError, JobConfig
-from .exit_codes import code_of
-from .lake import output_store
-from .lake.store import Heartbeat, OutputStore
-from .metrics import Pusher
-from .progress import Progress
-from .records.audio import Recording
-from .records.compliance import Hit, PiiSpan, Scanned
-from .records.results import RecordingStatus, Segment
-from .records.settled import Batch, Settled
-from .records.transport import Item
-from .runinfo import manifest, new_run_id
-from .sources import open_source
+from .commits import Committer
 
 
 class Backend(Protocol):
@@ -55,63 +55,6 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         return 0 if not self.progress.failed else 1
-
-
-class _Committer:
-    """Buffers settled rows; commits them as one batch when old or big enough. With compliance
-    (`rules`: its fingerprint), a batch also holds its hits, pii rows and the `scans` row that
-    tells `granite-batch scan` these segments were searched with these rules."""
-
-    def __init__(
-        self, store: OutputStore, run_id: str, date: str, every_s: float, max_rows: int, rules: str | None = None
-    ) -> None:
-        self.store, self.run_id, self.date, self.every_s, self.max_rows = store, run_id, date, every_s, max_rows
-        self.rules, self.seq = rules, 0
-        self._clear()
-
-    def _clear(self) -> None:
-        self.recordings: list[RecordingStatus] = []
-        self.segments: list[Segment] = []
-        self.hits: list[Hit] = []
-        self.pii: list[PiiSpan] = []
-        self.unredacted: list[Segment] = []
-        self.since = time.monotonic()
-
-    def add(self, settled: Settled) -> None:
-        self.recordings.append(settled.recording)
-        self.segments.extend(settled.segments)
-        self.hits.extend(settled.hits)
-        self.pii.extend(settled.pii)
-        self.unredacted.extend(settled.unredacted)
-        if len(self.segments) >= self.max_rows or len(self.recordings) >= self.max_rows:
-            self.flush()
-
-    def tick(self) -> None:
-        if self.recordings and time.monotonic() - self.since >= self.every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.recordings:
-            name = self.store.file_name(self.run_id, self.seq)
-            batch = Batch(segments=self.segments, recordings=self.recordings, unredacted=self.unredacted)
-            if self.rules is not None and self.segments:
-                batch = replace(batch, hits=self.hits, pii=self.pii, scans=[self._scanned(name)])
-            self.store.commit(self.run_id, name, self.date, batch)
-            self.seq += 1
-        self._clear()
-
-    def _scanned(self, name: str) -> Scanned:
-        assert self.rules is not None
-        recordings = len({s.recording_id for s in self.segments})
-        return Scanned(
-            self.store.relpath("segments", self.date, name),
-            self.run_id,
-            self.rules,
-            recordings,
-            len(self.hits),
-            len(self.pii),
-            datetime.now(timezone.utc),
-        )
 
 
 def windows(items: Iterable[Recording], size: int) -> Iterator[list[Recording]]:
@@ -223,9 +166,9 @@ class _Run:
         self.history = store.history()
         self.progress = progress
         rules = compliance.rules.fingerprint if compliance else None
-        self.committer = _Committer(store, run_id, date, cfg.output.commit_every_s, cfg.output.commit_rows, rules)
+        self.committer = Committer(store, run_id, date, cfg.output.commit_every_s, cfg.output.commit_rows, rules)
         self.assembler = Assembler(run_id, cfg.model.id, cfg.prompt.language)
-        self.printer = _Printer(self.progress, err, cfg.run.progress_every_s)
+        self.printer = Printer(self.progress, err, cfg.run.progress_every_s)
         self.size_of: dict[str, int] = {}  # recordings in flight
 
     def skip_done(self, window: list[Recording]) -> list[Recording]:
@@ -278,22 +221,3 @@ def _counted(recs: Iterable[Recording], progress: Progress) -> Iterator[Recordin
         progress.listed_one(rec.size_bytes)
         yield rec
     progress.listing_done = True
-
-
-class _Printer:
-    """A live line on a terminal; a plain line every `every_s` otherwise (job logs)."""
-
-    def __init__(self, progress: Progress, out: TextIO, every_s: float) -> None:
-        self.progress, self.out = progress, out
-        self.tty = out.isatty()
-        self.every_s = 1.0 if self.tty else every_s
-        self.last = time.monotonic()
-
-    def tick(self) -> None:
-        if time.monotonic() - self.last >= self.every_s:
-            self.last = time.monotonic()
-            end = "\r" if self.tty else "\n"
-            print(self.progress.line(), end=end, file=self.out, flush=True)
-
-    def final(self) -> None:
-        print(self.progress.line(), file=self.out, flush=True)

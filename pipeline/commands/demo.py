@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import load_config
+from ..config import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: jobs/ and examples/
 JOB = ROOT / "jobs" / "local-demo.yaml"
 MODEL_DIR = Path("~/.cache/granite-batch/test-model").expanduser()
 
@@ -29,9 +29,9 @@ WHERE run_id = '{run_id}' ORDER BY file"""
 
 
 def run_demo(output: Path) -> int:
-    from .job import run_job
-    from .ray_run import RayBackend
-    from .testmodel import build_test_model
+    from ..ray_run import RayBackend
+    from ..run.driver import run_job
+    from ..testing.testmodel import build_test_model
 
     if not JOB.is_file():
         print(f"granite-batch demo runs from a source checkout (needs {JOB})", file=sys.stderr)

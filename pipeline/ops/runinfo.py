@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from .config import JobConfig
+from ..config import JobConfig
 
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|credential|access_key|session_key", re.I)
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")

@@ -165,7 +165,7 @@ def build_test_model(out_dir: Path, full_size: bool = False, seed: int = 0) -> P
     of the same names already in `out_dir` are replaced. Needs torch, transformers >= 5 and an
     importable torchaudio (the feature extractor's MelSpectrogram); never touches the network.
     """
-    from . import cpu_torch
+    from .. import cpu_torch
 
     cpu_torch.install()
     import torch

@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import cpu_torch
-from .config import ConfigError, JobConfig
+from .. import cpu_torch
+from ..config import ConfigError, JobConfig
 
 RAY_PIN = "2.60.0"  # pyproject.toml: the cluster image must match the driver
 DECODERS = ("pcm_s16le", "pcm_mulaw", "pcm_alaw", "flac", "mp3", "aac", "vorbis", "opus")
@@ -212,8 +212,8 @@ def check_model(cfg: JobConfig) -> Finding:
     """Reachable, without downloading it: the folder's config, the mirror's manifest, the hub."""
     from pathlib import Path
 
-    from .engines.model_source import MANIFEST
-    from .storage.s3 import s3_client, split_s3_uri
+    from ..engines.model_source import MANIFEST
+    from ..storage.s3 import s3_client, split_s3_uri
 
     mid = cfg.model.id
     if mid.startswith("s3://"):
@@ -233,7 +233,7 @@ def check_model(cfg: JobConfig) -> Finding:
     if folder.is_dir():
         ok = (folder / "config.json").is_file()
         if ok and cfg.decoding.needs_ctc:
-            from .engines.ctc.head import CtcHeadMissing, check_head
+            from ..engines.ctc.head import CtcHeadMissing, check_head
 
             try:
                 check_head(folder)
@@ -265,8 +265,8 @@ def check_model(cfg: JobConfig) -> Finding:
 
 def check_output(cfg: JobConfig) -> Finding:
     """Writes and deletes one probe object where the run would write."""
-    from .lake import output_where
-    from .storage.fs import open_filesystem
+    from ..lake import output_where
+    from ..storage.fs import open_filesystem
 
     uri = cfg.output.uri
     try:
@@ -288,8 +288,8 @@ def check_output(cfg: JobConfig) -> Finding:
 
 def check_compliance(cfg: JobConfig) -> Finding:
     """The terms (files too) load, and the PII recognizers work offline on a sample."""
-    from .compliance.apply import rules_of
-    from .compliance.pii import detect
+    from ..compliance.apply import rules_of
+    from ..compliance.pii import detect
 
     try:
         rules = rules_of(cfg)

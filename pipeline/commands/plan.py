@@ -20,14 +20,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .audio.cut import cut_recording, drain
-from .audio.vad import load_model
-from .config import JobConfig
-from .progress import hours
-from .records.audio import Outcome, Recording
-from .records.plan import PLAN_BLOCKS, PLAN_RECORDINGS, PlanBlock, PlanRecording
-from .records.rows import to_table
-from .sources import ListingStats, cached_source, open_source
+from ..audio.cut import cut_recording, drain
+from ..audio.vad import load_model
+from ..config import JobConfig
+from ..ops.progress import hours
+from ..records.audio import Outcome, Recording
+from ..records.plan import PLAN_BLOCKS, PLAN_RECORDINGS, PlanBlock, PlanRecording
+from ..records.rows import to_table
+from ..sources import ListingStats, cached_source, open_source
 
 Result = tuple[Outcome, list[PlanBlock], float | None]  # and the recording's audio-in CPU seconds
 
@@ -199,7 +199,7 @@ class _Pool:
 
 def _gpu_memory(cfg: JobConfig) -> list[str]:
     """How each GPU is shared: vLLM's share, and the CTC stage's budget and estimated need."""
-    from .engines.ctc.head import memory_gib
+    from ..engines.ctc.head import memory_gib
 
     vllm = f"  gpu memory  vLLM {cfg.engine.gpu_memory_utilization:.0%} of each card"
     d = cfg.decoding

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .engines.guards import word_key
+from ..engines.guards import word_key
+from ..records.audio import CutOutcome, Outcome
+from ..records.results import BlockResult, RecordingStatus, Segment, Word
+from ..records.settled import Settled
 from .language import detect_language
-from .records.audio import CutOutcome, Outcome
-from .records.results import BlockResult, RecordingStatus, Segment, Word
-from .records.settled import Settled
 
 
 @dataclass

@@ -1,16 +1,17 @@
 """Live progress of a run and its closing summary: recordings and audio hours done, RTFx, ETA,
-failures so far. Pure counters and text; the driver decides when to print."""
+failures so far (`Progress`: pure counters and text), and the `Printer` that shows it: a live line
+on a terminal, a plain line now and then in a job's log."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
-from .records.compliance import Hit, PiiSpan
-from .records.results import RecordingStatus, Segment
-from .sources.scope import ListingStats
+from ..records.compliance import Hit, PiiSpan
+from ..records.results import RecordingStatus, Segment
+from ..sources.scope import ListingStats
 
 
 def hours(seconds: float) -> str:
@@ -153,3 +154,22 @@ class Progress:
 def counts(c: Counter[str]) -> str:
     """`a 3, b 1` (most first), or `none`."""
     return ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none"
+
+
+class Printer:
+    """A live line on a terminal; a plain line every `every_s` otherwise (job logs)."""
+
+    def __init__(self, progress: Progress, out: TextIO, every_s: float) -> None:
+        self.progress, self.out = progress, out
+        self.tty = out.isatty()
+        self.every_s = 1.0 if self.tty else every_s
+        self.last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            end = "\r" if self.tty else "\n"
+            print(self.progress.line(), end=end, file=self.out, flush=True)
+
+    def final(self) -> None:
+        print(self.progress.line(), file=self.out, flush=True)

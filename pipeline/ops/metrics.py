@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import push_to_gateway
 
-from .config import MetricsConfig
+from ..config import MetricsConfig
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .audio.cut import cut_recording, drain
-from .config import InputConfig, JobConfig
-from .engines.base import Engine, EngineResult
-from .engines.requests import requests_for
-from .prompt import prompt_for
-from .records.audio import Block, Recording
-from .sources import SourceError, sidecar_keywords
-from .sources.local import LocalSource
+from ..audio.cut import cut_recording, drain
+from ..config import InputConfig, JobConfig
+from ..engines.base import Engine, EngineResult
+from ..engines.requests import requests_for
+from ..prompt import prompt_for
+from ..records.audio import Block, Recording
+from ..sources import SourceError, sidecar_keywords
+from ..sources.local import LocalSource
 
 
 def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_words: list[str], out: TextIO) -> int:
