@@ -110,7 +110,7 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
 
     from pipeline.ray_run import RayBackend
     from pipeline.ray_run.cut import cut_batches, recording_items
-    from pipeline.records.transport import from_block_row
+    from pipeline.records.transport import BLOCK_ROWS, from_block_row
     from pipeline.run.driver import run_job
     from pipeline.sources import open_source
 
@@ -120,19 +120,24 @@ def role_versus(model: str, endpoint: str, out: str, prefix: str, forced: float 
     start_s = time.perf_counter() - t0
     handle, batch = next(iter(backend.handles.values()))
     recs = list(open_source(cfg.input, cfg.filters).recordings())
-    rows = [  # (block, prompt), as the dispatchers send them
-        from_block_row(r)
+    rows = [  # block rows, as the dispatchers send them
+        r
         for t in cut_batches(pa.Table.from_pylist(recording_items(recs)), cfg, [])
         for r in t.to_pylist()
-        if r["block"] is not None
+        if r["block"]
     ]
-    audio_s = sum(b.duration_s for b, _ in rows)
+    blocks = [from_block_row(r)[0] for r in rows]
+    audio_s = sum(b.duration_s for b in blocks)
+
+    def table(part: list[dict]) -> pa.Table:
+        return pa.Table.from_pylist(part, BLOCK_ROWS)
+
     # Warm-up: one block of every padded length (vLLM's CPU kernels set up per shape), untimed.
-    by_len = {round(b.duration_s / cfg.engine.pad_bucket_s + 0.4999): (b, p) for b, p in rows}
-    ray.get(handle.transcribe.remote(list(by_len.values())))
+    by_len = {round(b.duration_s / cfg.engine.pad_bucket_s + 0.4999): r for b, r in zip(blocks, rows)}
+    ray.get(handle.transcribe.remote(table(list(by_len.values()))))
     # The ceiling: the engine fed as well as the broker ever could, `slots` batches always queued
     # (queued batches are merged into one engine pass, as in the pipeline).
-    chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+    chunks = [table(rows[i : i + batch]) for i in range(0, len(rows), batch)]
     slots = cfg.engine.pools[0].slots
     bare_before = ray.get(handle.stats.remote(timeline=True))
     t0 = time.perf_counter()

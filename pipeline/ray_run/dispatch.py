@@ -1,16 +1,17 @@
 """Stage 2's feeder: a Ray Data actor (0 CPUs) that hands each batch's blocks to engines through
-the broker, and passes each recording's cut outcome on. `model.CUT` rows in, `model.RESULT_ROWS` out."""
+the broker, and passes each recording's cut outcome on. `BLOCK_ROWS` in, `RESULT_ROWS` out
+(records/transport.py); what goes to an engine worker is a slice of the same Arrow rows, and what
+comes back is `RESULT_ROWS`: the rows are decoded only where they are used."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..records.audio import Block
-from ..records.prompt import Prompt
-from ..records.results import BlockResult
-from ..records.transport import RESULT_ROWS, from_block_row, result_row
+from ..records.results import BLOCK_RESULT_TYPE, BlockResult
+from ..records.transport import BLOCK_ROWS, RESULT_ROWS, from_block_row, result_row
 
 
 class Dispatch:
@@ -20,26 +21,40 @@ class Dispatch:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import ray
 
-        rows = batch.to_pylist()
-        out = [{"result": None, "outcome": r["outcome"], "emitted": r["emitted"]} for r in rows if r["block"] is None]
-        blocks: list[tuple[Block, Prompt]] = [from_block_row(r) for r in rows if r["block"] is not None]  # type: ignore[misc]
-        pending: dict[Any, tuple[str, list[tuple[Block, Prompt]]]] = {}
+        if batch.schema != BLOCK_ROWS:  # engine workers merge their callers' rows: one schema
+            batch = batch.cast(BLOCK_ROWS)
+        is_block = pc.is_valid(batch.column("block"))
+        outcomes = batch.filter(pc.invert(is_block))
+        blocks = batch.filter(is_block)
+        out = [
+            pa.Table.from_arrays(
+                [pa.nulls(outcomes.num_rows, BLOCK_RESULT_TYPE), outcomes["outcome"], outcomes["emitted"]],
+                schema=RESULT_ROWS,
+            )
+        ]
+        pending: dict[Any, tuple[str, pa.Table]] = {}
         i = 0
-        while i < len(blocks):
+        while i < blocks.num_rows:
             slot = ray.get(self.broker.acquire.remote(self.wait_s))
             if slot is None:  # no engine left: these blocks fail (their recordings get a reason), the run ends
                 error = f"no engine worker available for {self.wait_s:g} s (all failed or never started)"
-                out.extend(result_row(BlockResult.failed(b, "", error)) for b, _ in blocks[i:])
+                out.append(_failed(blocks.slice(i), "", error))
                 break
             handle, size = self.engines[slot.engine]
-            chunk, i = blocks[i : i + size], i + size
+            chunk, i = blocks.slice(i, size), i + size
             pending[handle.transcribe.remote(chunk, slot)] = (slot.engine, chunk)
         for ref, (engine, chunk) in pending.items():
             try:
-                out.extend(result_row(r) for r in ray.get(ref))
+                out.append(ray.get(ref))
             except Exception as err:  # the engine died and its retries ran out: failed, not lost
                 if isinstance(err, ray.exceptions.ActorDiedError):
                     ray.get(self.broker.retire.remote(engine))
                 msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-                out.extend(result_row(BlockResult.failed(b, engine, msg)) for b, _ in chunk)
-        return pa.Table.from_pylist(out, RESULT_ROWS)
+                out.append(_failed(chunk, engine, msg))
+        return pa.concat_tables(out)
+
+
+def _failed(rows: pa.Table, engine: str, error: str) -> pa.Table:
+    """RESULT_ROWS for block rows whose engine call failed: each block with no text and the reason."""
+    failed = [BlockResult.failed(from_block_row(r)[0], engine, error) for r in rows.to_pylist()]  # type: ignore[index]
+    return pa.Table.from_pylist([result_row(f) for f in failed], RESULT_ROWS)

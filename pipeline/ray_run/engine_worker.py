@@ -1,5 +1,6 @@
-"""Stage 2: one engine (one model copy) as a Ray actor. Calls that wait here are merged into one
-engine pass; each gives its broker slot back when its results are ready."""
+"""Stage 2: one engine (one model copy) as a Ray actor. A call hands it block rows (`BLOCK_ROWS`,
+Arrow) and gets `RESULT_ROWS` back; calls that wait here are merged into one engine pass, and each
+gives its broker slot back when its results are ready."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
+import pyarrow as pa
+
 from ..config import JobConfig, PoolConfig
-from ..records.audio import Block
-from ..records.prompt import Prompt
 from ..records.results import BlockResult
+from ..records.transport import RESULT_ROWS, from_block_row, result_row
 from .broker import Slot
 
 
@@ -38,7 +40,7 @@ class EngineWorker:
         self.passes: deque[tuple[float, float, int]] = deque(maxlen=10_000)  # (start, end wall time, blocks)
         folder, self.revision = resolve_model_revision(cfg.model, cfg.input.endpoint_url)
         self.engine = make_engine(cfg.engine.kind, folder, cfg, device="cuda" if pool.device == "gpu" else "cpu")
-        self._waiting: list[tuple[list[tuple[Block, Prompt]], Future[list[BlockResult]]]] = []
+        self._waiting: list[tuple[pa.Table, Future[pa.Table]]] = []
         self._wake = threading.Condition()
         # One thread runs the engine (vLLM's LLM is not thread-safe); calls only queue work.
         threading.Thread(target=self._serve, daemon=True, name="engine").start()
@@ -46,14 +48,15 @@ class EngineWorker:
     def ready(self) -> str:
         return self.revision
 
-    def transcribe(self, rows: list[tuple[Block, Prompt]], slot: Slot | None = None) -> list[BlockResult]:
-        """Results for `rows` (blocks with their prompts), in order; gives `slot` back to the broker when done. The engine, not the
+    def transcribe(self, rows: pa.Table, slot: Slot | None = None) -> pa.Table:
+        """Results (`RESULT_ROWS`) for `rows` (`BLOCK_ROWS` of blocks with their prompts), in order;
+        gives `slot` back to the broker when done. The engine, not the
         dispatcher, releases it: a dispatcher waiting for its next slot must not hold finished
         ones (that deadlocks), and the slots of an engine that died for good are gone with it.
 
         Calls waiting here (up to `pool.slots`: the actor is threaded) are merged into one engine
         pass: partial batches from several dispatchers become one larger batch, as vLLM prefers."""
-        done: Future[list[BlockResult]] = Future()
+        done: Future[pa.Table] = Future()
         with self._wake:
             self._waiting.append((rows, done))
             self._wake.notify()
@@ -73,7 +76,7 @@ class EngineWorker:
                 while len(self._waiting) < self.slots and time.monotonic() < deadline:
                     self._wake.wait(deadline - time.monotonic())
                 work, self._waiting = self._waiting, []
-            t0, wall0, rows_in = time.perf_counter(), time.time(), [r for rows, _ in work for r in rows]
+            t0, wall0, rows_in = time.perf_counter(), time.time(), pa.concat_tables([rows for rows, _ in work])
             try:
                 results = self._transcribe(rows_in)
             except Exception as err:
@@ -90,11 +93,11 @@ class EngineWorker:
             finally:
                 self.busy_s += time.perf_counter() - t0
                 self.calls += 1
-                self.passes.append((wall0, time.time(), len(rows_in)))
+                self.passes.append((wall0, time.time(), rows_in.num_rows))
             i = 0
             for rows, done in work:
-                done.set_result(results[i : i + len(rows)])
-                i += len(rows)
+                done.set_result(results.slice(i, rows.num_rows))
+                i += rows.num_rows
 
     def stats(self, timeline: bool = False) -> dict[str, Any]:
         """Seconds spent transcribing and engine passes made (how busy the pipeline kept this engine);
@@ -104,15 +107,17 @@ class EngineWorker:
             out["passes"] = list(self.passes)
         return out
 
-    def _transcribe(self, rows: list[tuple[Block, Prompt]]) -> list[BlockResult]:
+    def _transcribe(self, table: pa.Table) -> pa.Table:
         from ..engines.requests import requests_for
 
-        prompts = {b.recording_id: p for b, p in rows}
-        blocks = [b for b, _ in rows]
+        rows = [from_block_row(r) for r in table.to_pylist()]  # blocks with their prompts, no outcomes
+        prompts = {b.recording_id: p for b, p in rows}  # type: ignore[misc]
+        blocks = [b for b, _ in rows]  # type: ignore[misc]
         requests = requests_for(blocks, prompts, self.engine.tokenizer, self.cfg)
-        return [
+        results = [
             BlockResult.of(
                 b, r.text, r.keywords, self.pool, self.revision, r.finish_reason, r.output_tokens, r.words, r.decoded_by
             )
             for b, r in zip(blocks, self.engine.transcribe(requests))
         ]
+        return pa.Table.from_pylist([result_row(r) for r in results], RESULT_ROWS)
