@@ -89,7 +89,7 @@ def main() -> None:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from bench.engine_cpu import _blocks
+    from bench.engine_cpu import real_blocks
     from pipeline.config import DecodingConfig, load_config
     from pipeline.engines.ctc.speculative import CtcStage
     from pipeline.engines.factory import make_engine
@@ -116,7 +116,7 @@ def main() -> None:
         )
         head = RealisticDrafts(dec.head)
         dec.head = head
-        blocks = _blocks(args.blocks)
+        blocks = real_blocks(args.blocks)
         reqs = requests_for(blocks, {"bench": Prompt()}, dec.tokenizer, cfg)
         audio_s = sum(b.duration_s for b in blocks)
         dec.engine.transcribe(fresh(reqs[:2], 1000))  # warm-up

@@ -33,7 +33,7 @@ from bench.common import full_size_model, peak_rss_mb  # noqa: E402
 TOKENS_PER_AUDIO_S = 4.0
 
 
-def _blocks(n: int):
+def real_blocks(n: int):
     from pipeline.audio.blocks import ChannelBlocker
     from pipeline.config import BlocksConfig
     from tests import corpus as C
@@ -61,7 +61,7 @@ def role(kind: str, model: str, n: int, dtype: str, eager: bool) -> dict:
             "engine.force_tokens_per_s": TOKENS_PER_AUDIO_S,
         },
     )
-    blocks = _blocks(n)
+    blocks = real_blocks(n)
     t0 = time.perf_counter()
     engine = make_engine(kind.removesuffix("-bucketed"), Path(model), cfg)
     start_s = time.perf_counter() - t0

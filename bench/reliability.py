@@ -91,8 +91,10 @@ def render(r: Report) -> str:
         elif row["status"] == "ok":
             got = f"ok, {row['segments']} segments, {row['duration_s']:.2f} s"
         else:
-            got = f"{row['status']}: {row['error']}"
-        expected = k.expect + (f" `{k.reason}...`" if k.reason else "") + (" with speech" if k.speech else "")
+            got = f"{row['status']} `{row['error_kind']}`: {row['error']}"
+        expected = (
+            k.expect + (f" `{k.error_kind}` `{k.reason}...`" if k.reason else "") + (" with speech" if k.speech else "")
+        )
         lines.append(f"| {k.name} | `{k.key}` | {k.what} | {expected} | {got.replace('|', '/')} |")
     if r.problems:
         lines += ["", "## Problems", ""] + [f"- {p.splitlines()[0]}" for p in r.problems]

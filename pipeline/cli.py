@@ -15,9 +15,8 @@ from typing import Any
 
 from . import cpu_torch
 from .commands.plan import run_plan
-from .config import ConfigError, JobConfig, load_config
-from .engines.base import EngineStartError
-from .exit_codes import ERRORS, INTERNAL_ERROR, exit_on_sigterm
+from .config import JobConfig, load_config
+from .errors import ERRORS, INTERNAL_ERROR, ConfigError, EngineStartError, exit_on_sigterm
 
 DOCTOR_HINT = (
     "granite-batch: `granite-batch doctor` checks what a run needs on this machine "

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from .errors import ConfigError
+
 ENV_PREFIX = "GRANITE_BATCH_"
 _DATE = re.compile(r"\{date(?::([^}]*))?\}")
 DEFAULT_MODEL = "ibm-granite/granite-4.0-1b-speech"
@@ -487,10 +489,6 @@ CLI_FLAGS: dict[str, str] = {
     "run.address": "--address",
     "run.retry_failed": "--retry-failed",
 }
-
-
-class ConfigError(ValueError):
-    """A configuration problem, worded for the person who has to fix it."""
 
 
 def load_config(job_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:

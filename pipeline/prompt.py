@@ -10,7 +10,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import ConfigError, JobConfig
+from .config import JobConfig
+from .errors import ConfigError
 from .records.audio import Recording
 from .records.prompt import Prompt
 

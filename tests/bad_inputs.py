@@ -36,37 +36,89 @@ class Kind:
     what: str
     expect: Literal["ok", "failed", "not listed"]
     reason: str = ""  # failed: how the error starts
+    error_kind: str = ""  # failed: its kind (pipeline/errors.py)
     speech: bool = False  # ok: segments expected (else none: silence, too short)
     race: Literal["delete", "replace", "deny"] | None = None
 
 
 KINDS: tuple[Kind, ...] = (
     # empty, truncated and damaged
-    Kind("empty", "bad/empty.wav", "0-byte object", "failed", "empty object (0 bytes)"),
-    Kind("truncated-mp3", "bad/truncated.mp3", "MP3 cut mid-frame at 40%", "failed", "truncated: header declares"),
+    Kind("empty", "bad/empty.wav", "0-byte object", "failed", "empty object (0 bytes)", "empty"),
+    Kind(
+        "truncated-mp3",
+        "bad/truncated.mp3",
+        "MP3 cut mid-frame at 40%",
+        "failed",
+        "truncated: header declares",
+        "truncated",
+    ),
     Kind(
         "truncated-wav",
         "bad/truncated.wav",
         "WAV cut at 30%, header claims the full length",
         "failed",
         "truncated: WAV header declares",
+        "truncated",
     ),
-    Kind("truncated-flac", "bad/truncated.flac", "FLAC cut mid-frame at 40%", "failed", "corrupt or truncated at"),
+    Kind(
+        "truncated-flac",
+        "bad/truncated.flac",
+        "FLAC cut mid-frame at 40%",
+        "failed",
+        "corrupt or truncated at",
+        "truncated",
+    ),
     Kind("tiny", "odd/tiny-50ms.wav", "0.05 s of speech", "ok"),
-    Kind("random-bytes", "bad/noise-bytes.mp3", "64 KiB of random bytes named .mp3", "failed", "unreadable: "),
+    Kind(
+        "random-bytes",
+        "bad/noise-bytes.mp3",
+        "64 KiB of random bytes named .mp3",
+        "failed",
+        "unreadable: ",
+        "unreadable",
+    ),
     Kind(
         "format-change",
         "bad/mono-then-stereo.aac",
         "ADTS AAC switching mono to stereo mid-stream",
         "failed",
         "audio format changed mid-stream",
+        "format_changed",
     ),
     # mislabelled content
-    Kind("text", "bad/notes.wav", "plain text named .wav", "failed", "not audio: content is plain text"),
-    Kind("html", "bad/error-page.mp3", "an HTML error page named .mp3", "failed", "not audio: content is an HTML"),
-    Kind("jpeg", "bad/photo.flac", "a JPEG named .flac", "failed", "not audio: no audio stream in a JPEG image"),
-    Kind("video-only", "bad/screen.mp4", "MP4 with video and no audio", "failed", "not audio: no audio stream"),
-    Kind("unknown-codec", "bad/codec-0x7777.wav", "WAV with an unknown codec tag", "failed", "unsupported codec"),
+    Kind("text", "bad/notes.wav", "plain text named .wav", "failed", "not audio: content is plain text", "not_audio"),
+    Kind(
+        "html",
+        "bad/error-page.mp3",
+        "an HTML error page named .mp3",
+        "failed",
+        "not audio: content is an HTML",
+        "not_audio",
+    ),
+    Kind(
+        "jpeg",
+        "bad/photo.flac",
+        "a JPEG named .flac",
+        "failed",
+        "not audio: no audio stream in a JPEG image",
+        "not_audio",
+    ),
+    Kind(
+        "video-only",
+        "bad/screen.mp4",
+        "MP4 with video and no audio",
+        "failed",
+        "not audio: no audio stream",
+        "not_audio",
+    ),
+    Kind(
+        "unknown-codec",
+        "bad/codec-0x7777.wav",
+        "WAV with an unknown codec tag",
+        "failed",
+        "unsupported codec",
+        "unsupported_codec",
+    ),
     Kind("opus-as-mp3", "odd/voicemail.mp3", "Ogg Opus named .mp3", "ok", speech=True),
     Kind("flac-as-wav", "odd/dictation.wav", "FLAC named .wav", "ok", speech=True),
     # lying or extreme headers and formats
@@ -76,6 +128,7 @@ KINDS: tuple[Kind, ...] = (
         "RF64 WAV whose header claims 10^12 samples, holds 1 s",
         "failed",
         "too long: header declares 62500000.0 s",
+        "too_long",
     ),
     Kind(
         "riff-4gib",
@@ -83,6 +136,7 @@ KINDS: tuple[Kind, ...] = (
         "WAV whose header claims 4 GiB, holds 1 s",
         "failed",
         "truncated: WAV header declares 4294967280 bytes",
+        "truncated",
     ),
     Kind("rate-1hz", "odd/rate-1hz.wav", "WAV at 1 Hz (120 samples)", "ok"),
     Kind("rate-384khz", "odd/rate-384khz.wav", "speech at 384 kHz", "ok", speech=True),
@@ -107,6 +161,7 @@ KINDS: tuple[Kind, ...] = (
         "deleted between list and get",
         "failed",
         "object vanished since it was listed",
+        "no_such_object",
         race="delete",
     ),
     Kind(
@@ -115,9 +170,18 @@ KINDS: tuple[Kind, ...] = (
         "overwritten between list and get (etag mismatch)",
         "failed",
         "object changed since it was listed",
+        "object_changed",
         race="replace",
     ),
-    Kind("denied", "race/no-read.wav", "bucket policy denies reading it", "failed", "access denied", race="deny"),
+    Kind(
+        "denied",
+        "race/no-read.wav",
+        "bucket policy denies reading it",
+        "failed",
+        "access denied",
+        "access_denied",
+        race="deny",
+    ),
 )
 
 

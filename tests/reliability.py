@@ -439,12 +439,13 @@ def _check(
         if row is None:
             continue  # already reported as "no row"
         ok = row["status"] == k.expect and (row["error"] or "").startswith(k.reason)
+        ok = ok and row.get("error_kind") == (k.error_kind or None)
         if ok and k.expect == "ok":
             ok = (row["segments"] > 0) == k.speech
         if not ok:
             problems.append(
-                f"{k.name}: expected {k.expect} {k.reason!r} (speech={k.speech}), got {row['status']} "
-                f"{row['error']!r} with {row['segments']} segments"
+                f"{k.name}: expected {k.expect} {k.error_kind or ''} {k.reason!r} (speech={k.speech}), got "
+                f"{row['status']} {row.get('error_kind')} {row['error']!r} with {row['segments']} segments"
             )
     for key in (k for k in inputs if k[0].startswith(f"{PREFIX}/good/")):
         if settled.get(key, [{}])[0].get("status") != "ok":

@@ -1,4 +1,4 @@
-"""Word times from CTC posteriors (align.py) and the greedy CTC rule (ctc_head.greedy), on
+"""Word times from CTC posteriors (engines/ctc/align.py) and the greedy CTC rule (engines/ctc/head.py: greedy), on
 posteriors built with known character timings."""
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Settling recordings from engine results (assemble.py), the manifest's redaction (runinfo.py)
-and progress figures (progress.py): the pure parts of `granite-batch run`."""
+"""Settling recordings from engine results (run/assemble.py), the manifest's redaction (ops/runinfo.py)
+and progress figures (ops/progress.py): the pure parts of `granite-batch run`."""
 
 from __future__ import annotations
 
-from pipeline.ops.progress import Progress, reason_of
+from pipeline.errors import Failure
+from pipeline.ops.progress import Progress
 from pipeline.ops.runinfo import REDACTED, new_run_id, redact
 from pipeline.records.audio import AudioInfo, ChannelStats, Outcome, Recording
 from pipeline.records.results import BlockResult, RecordingStatus, Word
@@ -59,8 +60,8 @@ def test_a_settled_recording_is_never_settled_again_in_its_window():
     assert a.block(block(0, 0)) is not None
     assert a.block(block(0, 0)) is None and a.outcome(Outcome(REC, "ok", None, INFO, STATS[:1]), emitted=1) is None
     empty = Recording("s3://calls/empty.wav", 0, "e")
-    assert a.outcome(Outcome(empty, "failed", "empty object (0 bytes)"), emitted=0) is not None
-    assert a.outcome(Outcome(empty, "failed", "empty object (0 bytes)"), emitted=0) is None
+    assert a.outcome(Outcome.failed(empty, Failure("empty", "empty object (0 bytes)")), emitted=0) is not None
+    assert a.outcome(Outcome.failed(empty, Failure("empty", "empty object (0 bytes)")), emitted=0) is None
     assert a.in_flight == 0
 
 
@@ -88,15 +89,21 @@ def test_one_failed_block_fails_the_recording_with_no_segments():
     s = a.block(block(0, 1, error="RayActorError: the actor died"))
     assert s is not None and s.segments == []
     assert s.recording.status == "failed" and "engine failed on 1 of 2 blocks: RayActorError" in s.recording.error
+    assert s.recording.error_kind == "engine_failed"
 
 
 def test_blocks_of_a_recording_that_failed_late_are_dropped():
     # Truncation is found at the end of the stream, after blocks were already emitted.
     a = Assembler("run1", "granite", None)
     a.block(block(0, 0))
-    assert a.outcome(Outcome(REC, "failed", "truncated: ..."), emitted=2) is None
+    assert a.outcome(Outcome.failed(REC, Failure("truncated", "truncated: ...")), emitted=2) is None
     s = a.block(block(0, 1))
-    assert s is not None and s.segments == [] and s.recording.error == "truncated: ..."
+    assert (
+        s is not None
+        and s.segments == []
+        and s.recording.error == "truncated: ..."
+        and s.recording.error_kind == "truncated"
+    )
 
 
 def test_the_language_hint_wins_and_detection_refuses_to_guess():
@@ -126,10 +133,16 @@ def test_progress_counts_and_groups_failures():
     info = AudioInfo("wav", "pcm_s16le", 16000, 1, 60.0)
     p.add(RecordingStatus.of(Recording("a", 100, "e"), "r", "ok", info, speech_s=30.0, segments=8), 100)
     p.add(
-        RecordingStatus.of(Recording("b", 100, "e"), "r", "failed", error="truncated: WAV header declares 9 bytes"), 100
+        RecordingStatus.of(
+            Recording("b", 100, "e"),
+            "r",
+            "failed",
+            error=Failure("truncated", "truncated: WAV header declares 9 bytes"),
+        ),
+        100,
     )
     p.add(RecordingStatus.of(Recording("c", 100, "e"), "r", "skipped"), 100)
     assert (p.ok, p.failed, p.skipped, p.segments) == (1, 1, 1, 8)
     assert p.failures == {"truncated": 1} and p.eta() == "0:00:00"
     assert "3/3 (1 ok, 1 failed, 1 skipped)" in p.line()
-    assert reason_of("too large: 9 bytes, over filters.max_size_bytes=1") == "too large"
+    assert p.examples == [("b", "truncated: WAV header declares 9 bytes")]

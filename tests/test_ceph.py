@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import FiltersConfig, InputConfig
-from pipeline.sources import SourceError, open_source
+from pipeline.errors import SourceError
+from pipeline.sources import open_source
 from tests.conftest import upload_tree
 from tests.invariants import check_segments
 from tests.test_plan import plan

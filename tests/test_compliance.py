@@ -14,7 +14,8 @@ from pipeline.cli import main
 from pipeline.compliance import Scanner
 from pipeline.compliance.normalize import normalize
 from pipeline.compliance.rules import Rules, Term, load_rules
-from pipeline.config import ComplianceConfig, ConfigError, load_config
+from pipeline.config import ComplianceConfig, load_config
+from pipeline.errors import ConfigError
 from pipeline.lake.parquet import ParquetStore
 from pipeline.records.compliance import HITS, PII
 from pipeline.records.results import Segment, Word

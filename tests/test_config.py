@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, JobConfig, load_config
+from pipeline.config import JobConfig, load_config
+from pipeline.errors import ConfigError
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ import pytest
 
 from pipeline.audio.blocks import ChannelBlocker
 from pipeline.config import DecodingConfig, load_config
-from pipeline.engines.ctc.head import CtcHeadMissing, check_head
+from pipeline.engines.ctc.head import check_head
 from pipeline.engines.ctc.speculative import route, verifies
 from pipeline.engines.factory import make_engine
 from pipeline.engines.requests import requests_for
+from pipeline.errors import CtcHeadMissing
 from pipeline.records.prompt import Prompt
 from tests import corpus as C
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio.decode import AudioDecoder, DecodeError
+from pipeline.audio.decode import AudioDecoder
+from pipeline.errors import DecodeError
 from pipeline.records.audio import SAMPLE_RATE
 from tests import corpus as C
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config, markdown_reference
+from pipeline.errors import KINDS
 from pipeline.records.tables import SCHEMAS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,11 @@ def test_code_is_ruff_clean(check):
 def _generated() -> dict[tuple[str, str], str]:
     """(doc, marker) -> the text that belongs between `<!-- generated: marker -->` and `<!-- end -->`."""
     tables = {("docs/output.md", name): markdown_table(schema) for name, schema in SCHEMAS.items()}
-    return tables | {("docs/configuration.md", "config"): markdown_reference()}
+    kinds = "\n".join(["| kind | when |", "| --- | --- |", *(f"| `{k}` | {doc} |" for k, doc in KINDS.items())])
+    return tables | {
+        ("docs/configuration.md", "config"): markdown_reference(),
+        ("docs/operations.md", "failure-kinds"): kinds,
+    }
 
 
 def _section(text: str, marker: str) -> tuple[int, int]:

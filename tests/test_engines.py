@@ -19,10 +19,12 @@ from pipeline.config import ModelConfig, load_config
 from pipeline.engines.base import make_result
 from pipeline.engines.factory import make_engine
 from pipeline.engines.guards import collapse_repetitions, max_tokens
-from pipeline.engines.model_source import ModelSourceError, loadable_dir, patch_multipliers, resolve_model
+from pipeline.engines.model_source import loadable_dir, patch_multipliers, resolve_model
 from pipeline.engines.prompts import render
 from pipeline.engines.requests import requests_for
+from pipeline.errors import ModelSourceError
 from pipeline.prompt import merge_keywords, parse_keywords_text
+from pipeline.records.audio import SAMPLE_RATE
 from pipeline.records.prompt import Prompt
 from tests import corpus as C
 
@@ -180,6 +182,19 @@ def test_a_collapsed_result_is_flagged_guard():
     assert make_result(req, "", [], 50, "stop", 0.1, 1).text == ""  # empty is a valid answer
 
 
+def test_the_guard_measures_the_blocks_own_length_not_its_padding():
+    """A 1 s block padded to a 2 s length bucket: "thank you" twice in 6 words is faster than anyone
+    speaks for 1 s (a loop, collapsed), but not for the 2 s of padded audio."""
+    from pipeline.engines.base import EngineRequest
+
+    padded = np.zeros(2 * SAMPLE_RATE, np.float32)
+    req = EngineRequest("b", padded, "p", "transcribe", (), 80, duration_s=1.0)
+    text = "thank you thank you for calling"
+    assert make_result(req, text, [1] * 8, 50, "stop", 0.1, 1).text == "thank you for calling"
+    unpadded = EngineRequest("b", padded, "p", "transcribe", (), 80, duration_s=2.0)
+    assert make_result(unpadded, text, [1] * 8, 50, "stop", 0.1, 1).text == text
+
+
 def test_keyword_sources_merge():
     assert parse_keywords_text("Acme # brand\nZorblax, ACME\n\n  Widget Pro  \nC#, F#\n# note\n") == [
         "Acme",
@@ -316,7 +331,8 @@ def test_transcribe_cli(tiny, tmp_path, corpus):
     ok = [x for x in lines if "text" in x]
     assert {x["channel"] for x in ok} == {0, 1} and all(x["keywords"] == ["Acme", "Zorblax"] for x in ok)
     assert all(0 <= x["start_s"] < x["end_s"] <= x["start_s"] + 4.0 for x in ok)
-    assert lines[-1] == {"source_uri": str(bad), "status": "failed", "error": "not audio: content is plain text"}
+    failed = {"source_uri": str(bad), "status": "failed", "error_kind": "not_audio"}
+    assert lines[-1] == failed | {"error": "not audio: content is plain text"}
 
     # A folder is listed with the usual globs (its sidecars are not recordings); a missing file is
     # a failed line and the rest go on; a bad keywords file stops before any model loads.

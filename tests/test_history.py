@@ -1,4 +1,4 @@
-"""Earlier runs' settlements in bounded memory (pipeline/history.py): the latest row of each
+"""Earlier runs' settlements in bounded memory (pipeline/lake/history.py): the latest row of each
 recording wins, lookups by window, 17 bytes per recording, and foreign ids refused."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Delta Lake output (delta_store.py) on a local folder, moto and Ceph RGW: one Delta version per
+"""Delta Lake output (lake/delta.py) on a local folder, moto and Ceph RGW: one Delta version per
 table and batch, a retried batch is a no-op, a batch killed between tables is undone at the next
 start, and the readers lake users have (Polars, pyarrow, DuckDB, time travel) read it."""
 
@@ -8,25 +8,24 @@ from dataclasses import replace
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
+from pipeline.errors import OutputError
+from pipeline.lake.delta import DATE as DATE_FIELD
 from pipeline.lake.delta import DeltaStore
-from pipeline.lake.store import OutputError
 from pipeline.records.compliance import Hit
+from pipeline.records.results import RECORDINGS
+from pipeline.records.rows import to_table
 from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
-from tests.test_sink import DATE, _rows
+from tests.outputs import DATE, sample_rows, store_for
 
 
 @pytest.fixture(params=["local", "moto"])
 def store(request, tmp_path) -> DeltaStore:
-    if request.param == "local":
-        return DeltaStore(str(tmp_path / "out"), lock_stale_s=0)
-    svc = request.getfixturevalue("moto")
-    bucket = f"delta-{tmp_path.name.lower().replace('_', '-')[-40:]}"
-    upload_tree(svc, bucket, "x", {})
-    return DeltaStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url, lock_stale_s=0)
+    return store_for(request, tmp_path, DeltaStore, "delta")
 
 
 def _read(store: DeltaStore, name: str, version: int | None = None) -> list[dict]:
@@ -68,7 +67,7 @@ def _hit(seg) -> Hit:
 def test_each_batch_is_one_version_per_table_and_a_retry_is_a_no_op(store):
     store.prepare("r1")
     for seq in range(3):
-        segs, recs = _rows(f"r1x{seq}", 2)
+        segs, recs = sample_rows(f"r1x{seq}", 2)
         rows = Batch(segments=segs, recordings=recs, hits=[_hit(segs[0])])
         store.commit("r1", store.file_name("r1", seq), DATE, rows)
         store.commit("r1", store.file_name("r1", seq), DATE, rows)  # retried after an error: no-op
@@ -85,9 +84,9 @@ def test_each_batch_is_one_version_per_table_and_a_retry_is_a_no_op(store):
 
 def test_a_batch_killed_between_tables_is_undone_at_the_next_start(store, monkeypatch):
     store.prepare("r1")
-    segs, recs = _rows("a", 2)
+    segs, recs = sample_rows("a", 2)
     store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
-    segs2, recs2 = _rows("b", 3)
+    segs2, recs2 = sample_rows("b", 3)
     _killed_before_recordings(store, monkeypatch)
     with pytest.raises(SystemExit):
         store.commit("r1", store.file_name("r1", 1), DATE, Batch(segments=segs2, recordings=recs2))
@@ -105,10 +104,10 @@ def test_readers_polars_pyarrow_duckdb_and_time_travel(tmp_path):
     store = DeltaStore(str(tmp_path / "out"))
     store.prepare("r1")
     for seq, tag in enumerate(("a", "b")):
-        segs, recs = _rows(tag, 2)
+        segs, recs = sample_rows(tag, 2)
         store.commit("r1", store.file_name("r1", seq), DATE, Batch(segments=segs, recordings=recs))
     first = store.manifest_extra()["delta_versions"]["segments"]
-    segs, recs = _rows("c", 4)
+    segs, recs = sample_rows("c", 4)
     recs = [replace(r, meta=(("crm_id", f"0012{i + 3}"),)) for i, r in enumerate(recs)]
     store.commit("r1", store.file_name("r1", 2), DATE, Batch(segments=segs, recordings=recs))
     uri = store.table_uri("segments")
@@ -136,7 +135,7 @@ def test_ceph_rgw_takes_delta_commits(ceph, monkeypatch, tmp_path):
     upload_tree(ceph, "deltalake", "x", {})
     store = DeltaStore("s3://deltalake/out", ceph.endpoint_url)
     store.prepare("r1")  # RGW refuses a second If-None-Match create: Delta's commits are safe there
-    segs, recs = _rows("a", 2)
+    segs, recs = sample_rows("a", 2)
     store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
     assert len(_read(store, "segments")) == 2 and len(store.history()) == 2
     store.release("r1")
@@ -157,11 +156,11 @@ def test_unredacted_segments_go_to_the_companion_table_and_are_undone_with_the_b
     companion = DeltaStore(str(tmp_path / "restricted"))
     store = DeltaStore(str(tmp_path / "out"), lock_stale_s=0, unredacted=companion)
     store.prepare("r1")
-    segs, recs = _rows("a", 2)
+    segs, recs = sample_rows("a", 2)
     store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs, unredacted=segs))
     assert len(_read(companion, "segments")) == 2
     _killed_before_recordings(store, monkeypatch)
-    segs2, recs2 = _rows("b", 3)
+    segs2, recs2 = sample_rows("b", 3)
     with pytest.raises(SystemExit):
         store.commit("r1", store.file_name("r1", 1), DATE, Batch(segments=segs2, recordings=recs2, unredacted=segs2))
     monkeypatch.undo()
@@ -176,7 +175,7 @@ def test_a_parquet_output_and_a_delta_output_do_not_mix(tmp_path):
     out = str(tmp_path / "out")
     store = DeltaStore(out)
     store.prepare("r1")
-    segs, recs = _rows("a", 1)
+    segs, recs = sample_rows("a", 1)
     store.commit("r1", store.file_name("r1", 0), DATE, Batch(segments=segs, recordings=recs))
     store.release("r1")
     with pytest.raises(OutputError, match="holds Delta tables"):
@@ -196,14 +195,30 @@ def test_a_companion_shared_with_a_busy_output_is_still_undone(tmp_path, monkeyp
     other = DeltaStore(str(tmp_path / "y"), unredacted=DeltaStore(str(tmp_path / "restricted")))
     store.prepare("x1")
     _killed_before_recordings(store, monkeypatch)
-    segs, recs = _rows("x", 2)
+    segs, recs = sample_rows("x", 2)
     with pytest.raises(SystemExit):
         store.commit("x1", store.file_name("x1", 0), DATE, Batch(segments=segs, recordings=recs, unredacted=segs))
     monkeypatch.undo()
     other.prepare("y1")
     for seq in range(70):
-        s2, r2 = _rows(f"y{seq}", 1)
+        s2, r2 = sample_rows(f"y{seq}", 1)
         other.commit("y1", other.file_name("y1", seq), DATE, Batch(segments=s2, recordings=r2, unredacted=s2))
     assert len(_read(companion, "segments")) == 72
     assert store.prepare("x2") == (0, 2)
     assert len(_read(companion, "segments")) == 70
+
+
+def test_a_table_an_earlier_release_wrote_gains_error_kind(tmp_path):
+    """recordings.error_kind came on 2026-12-08: a Delta output written before it takes the new
+    column on the next commit, and its old rows read as null."""
+    store = DeltaStore(str(tmp_path / "out"))
+    segs, recs = sample_rows("old", 2, status="failed")
+    old = to_table(recs, RECORDINGS).drop_columns(["error_kind"])
+    old = old.append_column(DATE_FIELD, pa.array([DATE] * len(old), pa.string()))
+    write_deltalake(store.table_uri("recordings"), old, partition_by=["date"])
+    store.prepare("r1")
+    _, new = sample_rows("new", 1, status="failed")
+    store.commit("r1", store.file_name("r1", 0), DATE, Batch(recordings=[replace(new[0], error_kind="truncated")]))
+    rows = {r["source_uri"]: r["error_kind"] for r in _read(store, "recordings")}
+    assert sorted(rows.values(), key=str) == [None, None, "truncated"]
+    assert len(store.history()) == 3  # the old rows and the new, read through the one schema

@@ -1,4 +1,4 @@
-"""Per-recording limits (limits.py) on real files: each stops one recording with a reason that
+"""Per-recording limits (audio/limits.py) on real files: each stops one recording with a reason that
 names its setting, and time spent waiting for the consumer does not count against the timeout."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ def cut(path, memory_gib: float | None = None, **settings):
 
 def test_decode_timeout_fails_the_recording_with_its_setting(corpus):
     outcome = drain(cut(corpus.formats["flac"], filters={"decode_timeout_s": 1e-6}), lambda b: None)
-    assert outcome.status == "failed" and outcome.error.startswith("decode timeout:")
-    assert "filters.decode_timeout_s=1e-06" in outcome.error
+    assert outcome.status == "failed" and outcome.error.kind == "timeout"
+    assert outcome.error.detail.startswith("decode timeout:")
+    assert "filters.decode_timeout_s=1e-06" in outcome.error.detail
 
 
 def test_time_the_consumer_holds_a_block_is_not_decode_time(corpus):
@@ -36,8 +37,9 @@ def test_memory_limit_fails_the_recording_with_its_setting(corpus):
     held = rss_bytes() / (1 << 30)  # this process holds whatever earlier tests loaded
     assert held > 0.01
     outcome = drain(cut(corpus.formats["mp3"], memory_gib=held / 2), lambda b: None)
-    assert outcome.status == "failed" and outcome.error.startswith("out of memory: the decode worker holds")
-    assert f"run.decode_memory_gib={held / 2:g}" in outcome.error
+    assert outcome.status == "failed" and outcome.error.kind == "out_of_memory"
+    assert outcome.error.detail.startswith("out of memory: the decode worker holds")
+    assert f"run.decode_memory_gib={held / 2:g}" in outcome.error.detail
     assert drain(cut(corpus.formats["mp3"], memory_gib=held + 2), lambda b: None).status == "ok"
 
 

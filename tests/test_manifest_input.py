@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import FiltersConfig, InputConfig
-from pipeline.sources import SourceError, open_source
+from pipeline.errors import Failure, SourceError
+from pipeline.sources import open_source
 from tests.conftest import upload_tree
 
 
@@ -73,11 +74,13 @@ def test_every_row_gets_a_recording_with_its_own_columns(kind, where, objects, m
     assert east.channel_labels == ("agent", "customer")
     assert by_crm["00124"].source_uri == objects["west"] and dict(by_crm["00124"].meta)["product"] == "loans"
     assert by_crm["00125"].source_uri == objects["local"] and by_crm["00125"].error is None
-    assert by_crm["00126"].error == "manifest row 4: no such object"
-    assert by_crm["00127"].error == "manifest row 5: not an s3:// URI or an absolute path"
-    assert by_crm["00128"].error == "manifest row 6: no uri"
+    assert by_crm["00126"].error == Failure("no_such_object", "manifest row 4: no such object")
+    assert by_crm["00127"].error == Failure("bad_manifest_row", "manifest row 5: not an s3:// URI or an absolute path")
+    assert by_crm["00128"].error == Failure("bad_manifest_row", "manifest row 6: no uri")
     if kind == "jsonl":
-        assert recs[-1].error == "manifest row 8: not a JSON object" and recs[-1].source_uri.endswith("#row=8")
+        assert recs[-1].error == Failure("bad_manifest_row", "manifest row 8: not a JSON object") and recs[
+            -1
+        ].source_uri.endswith("#row=8")
     with source.open(by_crm["00124"]) as f:
         assert f.read(4) == b"RIFF"
     with pytest.raises(SourceError, match="no such object"):
@@ -90,8 +93,12 @@ def test_a_value_of_the_wrong_type_fails_its_row_only(objects, moto, tmp_path):
     _write("jsonl", path, rows[:1] + rows[1:])
     source = open_source(InputConfig(uri=str(path), endpoint_url=moto.endpoint_url), FiltersConfig())
     a, b, _ = source.recordings()
-    assert a.error == "manifest row 1: keywords: expected a list of strings or a string, got int"
-    assert b.error == "manifest row 2: channel_labels: expected a list of strings or a string, got list"
+    assert a.error == Failure(
+        "bad_manifest_row", "manifest row 1: keywords: expected a list of strings or a string, got int"
+    )
+    assert b.error == Failure(
+        "bad_manifest_row", "manifest row 2: channel_labels: expected a list of strings or a string, got list"
+    )
 
 
 def test_a_manifest_without_a_uri_column_stops_the_run(tmp_path, moto):
@@ -115,4 +122,5 @@ def test_a_spreadsheets_byte_order_mark_and_an_unreachable_object_fail_no_more_t
         inp = InputConfig(uri=str(path), endpoint_url=proxy.endpoint_url, max_attempts=1)
         east, west = open_source(inp, FiltersConfig()).recordings()
     assert east.error is None and dict(east.meta) == {"crm_id": "1"}
-    assert west.error.startswith(f"manifest row 2: looking up {objects['west']} failed 4 times")
+    assert west.error.kind == "unreadable"
+    assert west.error.detail.startswith(f"manifest row 2: looking up {objects['west']} failed 4 times")

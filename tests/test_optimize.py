@@ -1,4 +1,4 @@
-"""`granite-batch optimize` (optimize.py): small files merged, nothing lost or doubled, on Parquet
+"""`granite-batch optimize` (lake/optimize.py): small files merged, nothing lost or doubled, on Parquet
 (with its commit protocol, a crash mid-way included) and Delta (local and moto); refused while a
 run holds the output."""
 
@@ -16,7 +16,7 @@ from pipeline.lake.parquet import ParquetStore
 from pipeline.records.compliance import Scanned
 from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
-from tests.test_sink import DATE, _count, _files, _rows
+from tests.outputs import DATE, count, files, sample_rows
 
 
 def _fill(store: ParquetStore, n: int, scans: bool = False) -> list[str]:
@@ -24,7 +24,7 @@ def _fill(store: ParquetStore, n: int, scans: bool = False) -> list[str]:
     store.prepare("r1")
     ids = []
     for seq in range(n):
-        segs, recs = _rows(f"b{seq}", 3)
+        segs, recs = sample_rows(f"b{seq}", 3)
         name = store.file_name("r1", seq)
         scanned = [Scanned(store.relpath("segments", DATE, name), "r1", "rulesA", 3, 1, 0, datetime.now(timezone.utc))]
         store.commit("r1", name, DATE, Batch(segments=segs, recordings=recs, scans=scanned if scans else ()))
@@ -36,14 +36,14 @@ def _fill(store: ParquetStore, n: int, scans: bool = False) -> list[str]:
 def test_parquet_small_files_are_merged_and_scans_follow(tmp_path, capsys):
     store = ParquetStore(str(tmp_path / "out"))
     ids = _fill(store, 5, scans=True)
-    assert len(_files(store, "segments")) == 5
+    assert len(files(store, "segments")) == 5
     assert main(["optimize", "--output", store.uri]) == 0
     assert "segments    5 -> 1 files" in capsys.readouterr().out
-    assert len(_files(store, "segments")) == 1 and len(_files(store, "recordings")) == 1
-    assert _count(store, "segments") == 15 and all(store.history().lookup(ids)) and len(store.history()) == 15
+    assert len(files(store, "segments")) == 1 and len(files(store, "recordings")) == 1
+    assert count(store, "segments") == 15 and all(store.history().lookup(ids)) and len(store.history()) == 15
     # the merged file counts as searched with rulesA: `scan` with those rules has nothing to do
     assert set(store.segment_files()) <= store.scanned("rulesA")
-    assert not _files(store, "_staging") and not _files(store, "_commits") and not _files(store, "_lock.json")
+    assert not files(store, "_staging") and not files(store, "_commits") and not files(store, "_lock.json")
 
 
 def test_parquet_optimize_killed_after_its_marker_is_finished_by_the_next_start(tmp_path, monkeypatch):
@@ -54,9 +54,9 @@ def test_parquet_optimize_killed_after_its_marker_is_finished_by_the_next_start(
     with pytest.raises(SystemExit):
         main(["optimize", "--output", store.uri])
     monkeypatch.setattr(ParquetStore, "_finish", real)
-    assert _count(store, "segments") == 12  # the old files are still all there; the merged one staged
+    assert count(store, "segments") == 12  # the old files are still all there; the merged one staged
     store.prepare("r2")  # finishes the merge: moved in, old files deleted
-    assert _count(store, "segments") == 12 and len(_files(store, "segments")) == 1
+    assert count(store, "segments") == 12 and len(files(store, "segments")) == 1
 
 
 @pytest.mark.parametrize("where", ["local", "moto"])

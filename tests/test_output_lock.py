@@ -1,4 +1,4 @@
-"""The output's lock (pipeline/output_lock.py): a dead holder on this machine is taken over at
+"""The output's lock (pipeline/lake/lock.py): a dead holder on this machine is taken over at
 once, a live one refuses, another machine's waits out its lease, creates are conditional on local
 disk and on S3 (moto), a run whose lock was taken over stops, and `unlock` clears it."""
 
@@ -13,9 +13,9 @@ import time
 import pytest
 
 from pipeline.cli import main
+from pipeline.errors import OutputError
 from pipeline.lake.lock import Holder, LockHeld, OutputLock
 from pipeline.lake.parquet import ParquetStore
-from pipeline.lake.store import OutputError
 from pipeline.records.settled import Batch
 from tests.conftest import upload_tree
 

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from pipeline.errors import Failure
 from pipeline.records import audio as a
 from pipeline.records import plan as p
 from pipeline.records import results as res
@@ -50,7 +51,9 @@ def test_cut_rows_come_back_equal():
     block = a.Block(REC.recording_id, 1, "customer", 3, 4.25, 8.0, np.linspace(-1, 1, 160, dtype=np.float32))
     prompt = Prompt("translate", "French", ("Acme", "Zorblax"))
     ok = a.CutOutcome(a.Outcome(REC, "ok", None, INFO, STATS), 3)
-    failed = a.CutOutcome(a.Outcome(a.Recording("s3://calls/b.wav", 0, "e"), "failed", "empty object (0 bytes)"), 0)
+    failed = a.CutOutcome(
+        a.Outcome(a.Recording("s3://calls/b.wav", 0, "e"), "failed", Failure("empty", "empty object (0 bytes)")), 0
+    )
     back = [
         x.from_block_row(r)
         for r in _through_arrow([x.block_row((block, prompt)), x.block_row(ok), x.block_row(failed)], x.BLOCK_ROWS)

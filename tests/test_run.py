@@ -22,7 +22,7 @@ import yaml
 
 from pipeline.commands.plan import run_plan
 from pipeline.config import load_config
-from pipeline.ops.metrics import by_class
+from pipeline.errors import KINDS
 from pipeline.records.results import RECORDINGS, SEGMENTS
 from tests.conftest import upload_tree
 from tests.invariants import check_segments
@@ -130,8 +130,9 @@ def test_every_input_has_exactly_one_recordings_row(clean_run, inputs):
     by = {r["source_uri"].rsplit("/", 1)[1]: r for r in rec}
     for name, r in by.items():
         assert r["status"] == ("failed" if name.startswith("bad-") else "ok"), r
-        assert (r["error"] is None) == (r["status"] == "ok")
-    assert "truncated" in by["bad-truncated.wav"]["error"]
+        assert (r["error"] is None) == (r["status"] == "ok") == (r["error_kind"] is None)
+    assert "truncated" in by["bad-truncated.wav"]["error"] and by["bad-truncated.wav"]["error_kind"] == "truncated"
+    assert by["bad-empty.wav"]["error_kind"] == "empty" and by["bad-garbage.mp3"]["error_kind"] in KINDS
     assert by["quiet-0006.wav"]["segments"] == 0
     assert by["tel-0001.wav"]["channels"] == 2 and by["tel-0001.wav"]["sample_rate"] == 8000
     assert "manifest:" in out and "3 failed" in err
@@ -244,10 +245,11 @@ def test_the_runs_metrics_are_in_a_real_pushgateway(clean_run, pushgw):
     assert val("granite_batch_speech_seconds_total") == pytest.approx(m["speech_hours"] * 3600)
     for path_, n in m["decoded_by"].items():
         assert val("granite_batch_segments_total", decoded_by=path_) == n
-    classes = by_class(m["failures_by_reason"])  # a fixed set: the free text can name an object
-    assert classes and all(val("granite_batch_failures_total", reason=c) == n for c, n in classes.items())
+    kinds = m["failures_by_reason"]  # a fixed set (errors.KINDS): the free text can name an object
+    assert kinds and set(kinds) <= set(KINDS)
+    assert all(val("granite_batch_failures_total", reason=k) == n for k, n in kinds.items())
     labels = {v for k in got for name, v in k[1] if name == "reason"}
-    assert labels == set(classes) and not [v for v in labels if "bad-" in v or "." in v]
+    assert labels == set(kinds)
     assert val("granite_batch_engine_workers", pool="a", state="ready") == 1
     assert val("granite_batch_engine_workers", pool="b", state="failed") == 0
     assert val("granite_batch_exit_code") == 1 and val("granite_batch_run_finished") == 1
@@ -620,8 +622,9 @@ def test_a_manifest_run_into_delta_carries_each_rows_columns(tmp_path, tiny_mode
     rec = {dict(r["meta"])["crm_id"]: r for r in DeltaTable(str(out / "recordings")).to_pyarrow_table().to_pylist()}
     assert sorted(rec) == ["00123", "00124", "00125", "00126", "00127"]
     assert [rec[k]["status"] for k in ("00123", "00124", "00125")] == ["ok"] * 3
-    assert rec["00126"]["error"] == "manifest row 4: no such object"
+    assert rec["00126"]["error"] == "manifest row 4: no such object" and rec["00126"]["error_kind"] == "no_such_object"
     assert rec["00127"]["error"] == "manifest row 5: not an s3:// URI or an absolute path"
+    assert rec["00127"]["error_kind"] == "bad_manifest_row"
     assert rec["00123"]["language"] == "fr" and rec["00125"]["source_uri"] == "s3://archive-2/old/call.flac"
     seg = DeltaTable(str(out / "segments")).to_pyarrow_table().to_pylist()
     tel = [s for s in seg if s["recording_id"] == rec["00123"]["recording_id"]]

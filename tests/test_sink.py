@@ -1,4 +1,4 @@
-"""The output commit protocol (sink.py), on a local folder and on real S3 (moto) through pyarrow's
+"""The output commit protocol (lake/parquet.py), on a local folder and on real S3 (moto) through pyarrow's
 S3 filesystem: a batch is visible whole or not at all, and a run killed at any step of a commit
 is finished or cleaned up by the next run."""
 
@@ -9,71 +9,17 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pytest
 
+from pipeline.errors import OutputError
 from pipeline.lake.parquet import ParquetStore
-from pipeline.lake.store import OutputError
-from pipeline.records.audio import AudioInfo, Recording
-from pipeline.records.results import RecordingStatus, Segment, Word
 from pipeline.records.settled import Batch
-from tests.conftest import upload_tree
-
-DATE = "2026-11-26"
-
-
-def _rows(run_id: str, n: int, status: str = "ok") -> tuple[list[Segment], list[RecordingStatus]]:
-    recs, segs = [], []
-    info = AudioInfo("wav", "pcm_s16le", 16000, 1, 2.0)
-    for i in range(n):
-        rec = Recording(f"s3://in/calls/{run_id}-{i}.wav", 1000 + i, f"etag{i}")
-        recs.append(RecordingStatus.of(rec, run_id, status, info, segments=1))
-        segs.append(
-            Segment(
-                rec.recording_id,
-                rec.source_uri,
-                0,
-                "mono",
-                0,
-                0.5,
-                1.5,
-                "hello",
-                (Word("hello", 0.6, 0.9, 0.5),),
-                "en",
-                (),
-                "m",
-                "r",
-                run_id,
-                "cpu",
-                "stop",
-                3,
-                "llm",
-            )
-        )
-    return segs, recs
+from tests.outputs import DATE, count, files, sample_rows, store_for
 
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path) -> ParquetStore:
-    # lock_stale_s=0: these tests play several runs in a row, each "killed" (the lock has its own test)
-    if request.param == "local":
-        return ParquetStore(str(tmp_path / "out"), lock_stale_s=0)
-    svc = request.getfixturevalue("moto")
-    bucket = f"sink-{tmp_path.name.lower().replace('_', '-')[-40:]}"
-    upload_tree(svc, bucket, "x", {})
-    return ParquetStore(f"s3://{bucket}/lake/transcripts", svc.endpoint_url, lock_stale_s=0)
-
-
-def _count(store: ParquetStore, dataset: str) -> int:
-    path = f"{store.root}/{dataset}"
-    if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return 0
-    return ds.dataset(path, filesystem=store.fs, format="parquet", partitioning="hive").count_rows()
-
-
-def _files(store: ParquetStore, folder: str) -> list[str]:
-    sel = pafs.FileSelector(f"{store.root}/{folder}", allow_not_found=True, recursive=True)
-    return [i.path for i in store.fs.get_file_info(sel) if i.is_file]
+    return store_for(request, tmp_path, ParquetStore, "sink")
 
 
 def _commit(store: ParquetStore, run: str, segs: list, recs: list, **more: list) -> None:
@@ -82,55 +28,55 @@ def _commit(store: ParquetStore, run: str, segs: list, recs: list, **more: list)
 
 def test_commit_publishes_both_datasets_and_history_reads_them(store):
     assert store.prepare("r1") == (0, 0)
-    segs, recs = _rows("r1", 3)
+    segs, recs = sample_rows("r1", 3)
     _commit(store, "r1", segs, recs)
-    assert _count(store, "segments") == 3 and _count(store, "recordings") == 3
-    assert all(f"/date={DATE}/" in p for p in _files(store, "segments"))
-    assert not _files(store, "_staging") and not _files(store, "_commits")
+    assert count(store, "segments") == 3 and count(store, "recordings") == 3
+    assert all(f"/date={DATE}/" in p for p in files(store, "segments"))
+    assert not files(store, "_staging") and not files(store, "_commits")
     hist = store.history()
     assert {hist.get(r.recording_id).status for r in recs} == {"ok"} and len(hist) == 3
 
 
 def test_killed_before_the_marker_leaves_nothing_visible_and_is_cleaned(store, monkeypatch):
     store.prepare("r1")
-    segs, recs = _rows("r1", 2)
+    segs, recs = sample_rows("r1", 2)
     # The driver dies after the staging files are written, before the commit marker.
     monkeypatch.setattr(store, "_mark", _raise(SystemExit))
     with pytest.raises(SystemExit):
         _commit(store, "r1", segs, recs)
     monkeypatch.undo()
-    assert len(_files(store, "_staging")) == 2 and _count(store, "segments") == 0
+    assert len(files(store, "_staging")) == 2 and count(store, "segments") == 0
     assert store.prepare("r2") == (0, 2)  # orphans removed
-    assert not _files(store, "_staging") and len(store.history()) == 0
+    assert not files(store, "_staging") and len(store.history()) == 0
 
 
 def test_killed_after_the_marker_is_finished_by_the_next_run(store, monkeypatch):
     store.prepare("r1")
-    segs, recs = _rows("r1", 2)
+    segs, recs = sample_rows("r1", 2)
     # The driver dies after the marker (the commit point), before moving the files.
     monkeypatch.setattr(store, "_finish", _raise(SystemExit))
     with pytest.raises(SystemExit):
         _commit(store, "r1", segs, recs)
     monkeypatch.undo()
-    assert _count(store, "segments") == 0 and len(_files(store, "_commits")) == 1
+    assert count(store, "segments") == 0 and len(files(store, "_commits")) == 1
     assert store.prepare("r2") == (1, 0)
-    assert _count(store, "segments") == 2 and _count(store, "recordings") == 2
+    assert count(store, "segments") == 2 and count(store, "recordings") == 2
     assert store.prepare("r3") == (0, 0)  # idempotent
 
 
 def test_killed_halfway_through_the_moves_is_finished_without_duplicates(store):
     store.prepare("r1")
-    segs, recs = _rows("r1", 2)
+    segs, recs = sample_rows("r1", 2)
     _commit(store, "r1", segs, recs)
     # Replay a marker whose first move already happened (the file is final, its staging gone).
-    final = [p for p in _files(store, "segments")][0]
+    final = [p for p in files(store, "segments")][0]
     marker = f"{store.root}/_commits/r1-00000.json"
     with store.fs.open_output_stream(marker) as f:
         f.write(
             json.dumps({"run_id": "r1", "moves": [{"staging": f"{store.root}/_staging/gone", "final": final}]}).encode()
         )
     assert store.prepare("r2") == (1, 0)
-    assert _count(store, "segments") == 2
+    assert count(store, "segments") == 2
 
 
 def test_a_torn_marker_commits_nothing(store):
@@ -139,12 +85,12 @@ def test_a_torn_marker_commits_nothing(store):
     with store.fs.open_output_stream(f"{store.root}/_commits/r1-00000.json") as f:
         f.write(b'{"run_id": "r1", "mov')
     assert store.prepare("r2") == (1, 0)
-    assert not _files(store, "_commits") and _count(store, "segments") == 0
+    assert not files(store, "_commits") and count(store, "segments") == 0
 
 
 def test_a_later_settlement_wins_in_history(store):
     store.prepare("r1")
-    segs, recs = _rows("r1", 1, status="failed")
+    segs, recs = sample_rows("r1", 1, status="failed")
     _commit(store, "r1", [], recs)
     later = [replace(r, status="ok", run_id="r2", processed_at=datetime.now(timezone.utc)) for r in recs]
     store.prepare("r2")
@@ -196,36 +142,36 @@ def test_unredacted_segments_commit_with_the_redacted_ones(tmp_path, monkeypatch
     raw = ParquetStore(str(tmp_path / "raw"))
     store = ParquetStore(str(tmp_path / "out"), lock_stale_s=0, unredacted=raw)
     store.prepare("r1")
-    segs, recs = _rows("r1", 2)
+    segs, recs = sample_rows("r1", 2)
     redacted = [replace(s, text="[EMAIL]", words=()) for s in segs]
     monkeypatch.setattr(store, "_finish", _raise(SystemExit))
     with pytest.raises(SystemExit):
         store.commit("r1", "r1-00000", DATE, Batch(segments=redacted, recordings=recs, unredacted=segs))
     monkeypatch.undo()
-    assert _count(raw, "segments") == 0 and _count(store, "segments") == 0
+    assert count(raw, "segments") == 0 and count(store, "segments") == 0
     assert store.prepare("r2") == (1, 0)
-    assert _count(store, "segments") == 2 and _count(raw, "segments") == 2
+    assert count(store, "segments") == 2 and count(raw, "segments") == 2
     texts = {
         d: ds.dataset(f"{s.root}/segments", filesystem=s.fs).to_table()["text"].to_pylist()
         for d, s in (("out", store), ("raw", raw))
     }
     assert texts == {"out": ["[EMAIL]"] * 2, "raw": ["hello"] * 2}
 
-    segs, recs = _rows("r2", 1)
+    segs, recs = sample_rows("r2", 1)
     monkeypatch.setattr(store, "_mark", _raise(SystemExit))
     with pytest.raises(SystemExit):
         store.commit("r2", "r2-00000", DATE, Batch(segments=segs, recordings=recs, unredacted=segs))
     monkeypatch.undo()
-    assert _files(raw, f"_staging/{store.namespace}")
+    assert files(raw, f"_staging/{store.namespace}")
     assert store.prepare("r3") == (0, 3)  # two staged here, one in the companion
-    assert not _files(raw, "_staging") and _count(raw, "segments") == 2
+    assert not files(raw, "_staging") and count(raw, "segments") == 2
 
 
 def test_scanned_and_segment_files_read_back(store):
     from pipeline.records.compliance import Scanned
 
     store.prepare("r1")
-    segs, recs = _rows("r1", 2)
+    segs, recs = sample_rows("r1", 2)
     path = store.relpath("segments", DATE, "r1-00000")
     row = Scanned(path, "r1", "rulesA", 2, 0, 0, datetime.now(timezone.utc))
     _commit(store, "r1", segs, recs, scans=[row])

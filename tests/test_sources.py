@@ -10,8 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from pipeline.config import FiltersConfig, InputConfig
+from pipeline.errors import SourceError
 from pipeline.records.audio import Recording
-from pipeline.sources import SourceError, open_source
+from pipeline.sources import open_source
 from pipeline.storage.s3 import RangeReader
 
 

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 
 from ..config import JobConfig
+from ..errors import DecodeError, Failure, LimitExceeded, SourceError
 from ..records.audio import Block, Outcome, Recording
-from ..sources import Source, SourceError
+from ..sources import Source
 from .blocks import ChannelBlocker
-from .decode import AudioDecoder, DecodeError
-from .limits import Budget, LimitExceeded
+from .decode import AudioDecoder
+from .limits import Budget
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ def cut_recording(
     task, a `plan` worker); not for processes that also hold an engine (`transcribe`)."""
     limit = cfg.filters.max_size_bytes
     if limit is not None and rec.size_bytes > limit:
-        return Outcome(rec, "failed", f"too large: {rec.size_bytes} bytes, over filters.max_size_bytes={limit}")
+        return Outcome.failed(
+            rec, Failure("too_large", f"too large: {rec.size_bytes} bytes, over filters.max_size_bytes={limit}")
+        )
     budget = Budget(cfg.filters.decode_timeout_s, worker_memory_gib)
     try:
         with source.open(rec) as f:
@@ -44,10 +47,10 @@ def cut_recording(
             for blocker in blockers:
                 yield from _handed_on(blocker.finish(), budget)
     except (DecodeError, SourceError, LimitExceeded) as err:
-        return Outcome(rec, "failed", str(err))
+        return Outcome.failed(rec, err.failure)
     except Exception as err:  # a bug or a codec corner case: one recording fails, the run goes on
         log.exception("unexpected error on %s", rec.source_uri)
-        return Outcome(rec, "failed", f"internal error: {type(err).__name__}: {err}")
+        return Outcome.failed(rec, Failure("internal_error", f"internal error: {type(err).__name__}: {err}"))
     return Outcome(rec, "ok", None, dec.info, tuple(b.stats() for b in blockers))
 
 

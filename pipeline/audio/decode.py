@@ -2,8 +2,8 @@
 
 Format detection is by content: FFmpeg (through PyAV) probes the bytes, and the object's name
 is never consulted. Samples become float32 (in numpy for the common sample formats, else through
-FFmpeg's converter) and are resampled to 16 kHz with soxr. `DecodeError` carries a one-line
-reason for the recording's status row.
+FFmpeg's converter) and are resampled to 16 kHz with soxr. `DecodeError` carries the failure's
+kind and a one-line detail for the recording's status row.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import av
 import numpy as np
 import soxr
 
+from ..errors import DecodeError
 from ..records.audio import SAMPLE_RATE, AudioInfo
 
 CHUNK_S = 2.0  # audio handed downstream at a time: big enough to amortise per-call overhead
@@ -47,10 +48,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-class DecodeError(Exception):
-    """The recording cannot be decoded; str() is the one-line reason."""
-
-
 def describe_content(head: bytes) -> str | None:
     """Name well-known non-audio content from its first bytes."""
     stripped = head.lstrip()
@@ -77,23 +74,25 @@ class AudioDecoder:
         head = fileobj.read(4096)
         fileobj.seek(0)
         if not head:
-            raise DecodeError("empty object (0 bytes)")
+            raise DecodeError("empty", "empty object (0 bytes)")
         _check_wav_data_size(head, size_bytes)
         try:
             self._container = av.open(fileobj, mode="r")
         except av.FFmpegError as err:
             what = describe_content(head)
-            raise DecodeError(f"not audio: content is {what}" if what else f"unreadable: {_ffmpeg_msg(err)}") from None
+            if what:
+                raise DecodeError("not_audio", f"not audio: content is {what}") from None
+            raise DecodeError("unreadable", f"unreadable: {_ffmpeg_msg(err)}") from None
         if not self._container.streams.audio:
             self._container.close()
             what = describe_content(head) or f"{self._container.format.name} content"
-            raise DecodeError(f"not audio: no audio stream in {what}")
+            raise DecodeError("not_audio", f"not audio: no audio stream in {what}")
         self._stream = self._container.streams.audio[0]
         ctx = self._stream.codec_context
         if ctx is None or not ctx.name or ctx.sample_rate <= 0:
             codec = getattr(ctx, "name", None) or "unknown"
             self._container.close()
-            raise DecodeError(f"unsupported codec: {codec} in {self._container.format.name}")
+            raise DecodeError("unsupported_codec", f"unsupported codec: {codec} in {self._container.format.name}")
         self.format = self._container.format.name
         self.codec = ctx.name
         self.sample_rate = ctx.sample_rate
@@ -102,7 +101,8 @@ class AudioDecoder:
         if max_duration_s is not None and self.declared_s is not None and self.declared_s > max_duration_s:
             self._container.close()
             raise DecodeError(
-                f"too long: header declares {self.declared_s:.1f} s, over filters.max_duration_s={max_duration_s:g}"
+                "too_long",
+                f"too long: header declares {self.declared_s:.1f} s, over filters.max_duration_s={max_duration_s:g}",
             )
         self._native_samples = 0
         self._format = "flt"  # of the frames `_frames` yields
@@ -142,7 +142,7 @@ class AudioDecoder:
         finally:
             self._container.close()
         if self._native_samples == 0:
-            raise DecodeError(f"no audio samples decoded ({self.codec} in {self.format})")
+            raise DecodeError("no_audio", f"no audio samples decoded ({self.codec} in {self.format})")
         self._check_declared()
 
     def _frames(self) -> Iterator[np.ndarray]:
@@ -185,7 +185,8 @@ class AudioDecoder:
             for packed in packed_frames:
                 if len(packed.layout.channels) != self.channels:
                     raise DecodeError(
-                        f"channel count changed mid-stream ({self.channels} -> {len(packed.layout.channels)})"
+                        "format_changed",
+                        f"channel count changed mid-stream ({self.channels} -> {len(packed.layout.channels)})",
                     )
                 x = packed.to_ndarray().reshape(-1, self.channels)
                 self._count(x.shape[0])
@@ -194,18 +195,21 @@ class AudioDecoder:
     def _count(self, n: int) -> None:
         self._native_samples += n
         if self._max_duration_s is not None and self._native_samples > self._max_duration_s * self.sample_rate:
-            raise DecodeError(f"too long: over filters.max_duration_s={self._max_duration_s:g} s")
+            raise DecodeError("too_long", f"too long: over filters.max_duration_s={self._max_duration_s:g} s")
 
     def _changed(self, frame: av.AudioFrame) -> DecodeError:
         return DecodeError(
-            f"audio format changed mid-stream at {self.duration_s:.2f} s ({frame.layout.name}, {frame.sample_rate} Hz)"
+            "format_changed",
+            f"audio format changed mid-stream at {self.duration_s:.2f} s ({frame.layout.name}, {frame.sample_rate} Hz)",
         )
 
     def _decode(self) -> Iterator[av.AudioFrame]:
         try:
             yield from self._container.decode(self._stream)
         except av.FFmpegError as err:
-            raise DecodeError(f"corrupt or truncated at {self.duration_s:.2f} s: {_ffmpeg_msg(err)}") from None
+            raise DecodeError(
+                "truncated", f"corrupt or truncated at {self.duration_s:.2f} s: {_ffmpeg_msg(err)}"
+            ) from None
 
     def _resample(self, resampler: soxr.ResampleStream, parts: list[np.ndarray], last: bool) -> np.ndarray:
         x = np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
@@ -225,7 +229,9 @@ class AudioDecoder:
         # A header that promises much more audio than the data holds: truncated or lying.
         declared = self.declared_s
         if declared is not None and declared - self.duration_s > max(0.5, 0.02 * declared):
-            raise DecodeError(f"truncated: header declares {declared:.2f} s but the data holds {self.duration_s:.2f} s")
+            raise DecodeError(
+                "truncated", f"truncated: header declares {declared:.2f} s but the data holds {self.duration_s:.2f} s"
+            )
 
 
 _EXACT_LENGTH_FORMATS = {"wav", "flac", "ogg", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}
@@ -259,7 +265,8 @@ def _check_wav_data_size(head: bytes, size_bytes: int) -> None:
             # 0 and 0xFFFFFFFF are the customary "length unknown" of streamed WAV writers.
             if size not in (0, 0xFFFFFFFF) and pos + 8 + size > size_bytes:
                 raise DecodeError(
-                    f"truncated: WAV header declares {size} bytes of audio but the object holds {size_bytes - pos - 8}"
+                    "truncated",
+                    f"truncated: WAV header declares {size} bytes of audio but the object holds {size_bytes - pos - 8}",
                 )
             return
         pos += 8 + size + (size & 1)

@@ -12,11 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..errors import LimitExceeded
+
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class LimitExceeded(Exception):
-    """str() is the one-line reason for the recording's status row."""
 
 
 def rss_bytes() -> int:
@@ -37,15 +35,17 @@ class Budget:
     def check(self) -> None:
         if self.timeout_s is not None and self.spent_s > self.timeout_s:
             raise LimitExceeded(
+                "timeout",
                 f"decode timeout: still decoding after {self.spent_s:.0f} s, "
-                f"over filters.decode_timeout_s={self.timeout_s:g}"
+                f"over filters.decode_timeout_s={self.timeout_s:g}",
             )
         if self.memory_gib is not None:
             rss = rss_bytes()
             if rss > self.memory_gib * (1 << 30):
                 raise LimitExceeded(
+                    "out_of_memory",
                     f"out of memory: the decode worker holds {rss / (1 << 30):.2f} GiB, "
-                    f"over run.decode_memory_gib={self.memory_gib:g}"
+                    f"over run.decode_memory_gib={self.memory_gib:g}",
                 )
 
     @contextmanager

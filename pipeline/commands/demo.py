@@ -51,7 +51,7 @@ def run_demo(output: Path) -> int:
         build_test_model(MODEL_DIR)
     cfg = load_config(JOB, {"input.uri": str(audio), "output.uri": str(out), "model.id": str(MODEL_DIR)})
     report = run_job(cfg, RayBackend)
-    unexpected = {reason: n for reason, n in report.progress.failures.items() if reason != "truncated"}
+    unexpected = {kind: n for kind, n in report.progress.failures.items() if kind != "truncated"}
     if unexpected:  # only the truncated example may fail; anything else is this machine's problem
         print(
             f"granite-batch demo: recordings failed unexpectedly ({unexpected}); examples: "

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import cpu_torch
-from ..config import ConfigError, JobConfig
+from ..config import JobConfig
+from ..errors import ConfigError
 
 RAY_PIN = "2.60.0"  # pyproject.toml: the cluster image must match the driver
 DECODERS = ("pcm_s16le", "pcm_mulaw", "pcm_alaw", "flac", "mp3", "aac", "vorbis", "opus")
@@ -233,12 +234,15 @@ def check_model(cfg: JobConfig) -> Finding:
     if folder.is_dir():
         ok = (folder / "config.json").is_file()
         if ok and cfg.decoding.needs_ctc:
-            from ..engines.ctc.head import CtcHeadMissing, check_head
+            from ..engines.ctc.head import check_head
+            from ..errors import CtcHeadMissing
 
             try:
                 check_head(folder)
             except CtcHeadMissing as err:
-                return Finding("model", False, f"{folder}: {err}".split(": word times")[0], str(err).split("; ", 1)[1])
+                return Finding(
+                    "model", False, f"{folder}: the model in {err.model_dir} has no CTC head ({err.head})", err.fix
+                )
         return Finding(
             "model",
             ok,

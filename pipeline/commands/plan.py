@@ -23,11 +23,13 @@ import pyarrow.parquet as pq
 from ..audio.cut import cut_recording, drain
 from ..audio.vad import load_model
 from ..config import JobConfig
+from ..errors import Failure
 from ..ops.progress import hours
 from ..records.audio import Outcome, Recording
 from ..records.plan import PLAN_BLOCKS, PLAN_RECORDINGS, PlanBlock, PlanRecording
 from ..records.rows import to_table
-from ..sources import ListingStats, cached_source, open_source
+from ..sources import cached_source, open_source
+from ..sources.scope import ListingStats
 
 Result = tuple[Outcome, list[PlanBlock], float | None]  # and the recording's audio-in CPU seconds
 
@@ -66,7 +68,7 @@ class PlanSummary:
         self.cpu_s += cpu_s or 0.0
         if o.status != "ok":
             self.failed += 1
-            self.failures.append((o.recording.source_uri, o.error or ""))
+            self.failures.append((o.recording.source_uri, o.error.detail if o.error else ""))
             return
         assert o.info is not None
         self.audio_s += o.info.duration_s
@@ -183,11 +185,16 @@ class _Pool:
                 yield f.result()
             except BrokenProcessPool:
                 if attempt >= 2:
-                    yield Outcome(rec, "failed", "worker process died twice while decoding this recording"), [], None
+                    died = Failure("worker_lost", "worker process died twice while decoding this recording")
+                    yield Outcome.failed(rec, died), [], None
                 else:
                     self.submit(rec, attempt + 1)
             except Exception as err:  # e.g. a result that cannot be pickled: failed, not lost
-                yield Outcome(rec, "failed", f"worker failed: {type(err).__name__}: {err}"), [], None
+                yield (
+                    Outcome.failed(rec, Failure("worker_lost", f"worker failed: {type(err).__name__}: {err}")),
+                    [],
+                    None,
+                )
 
     def _renew(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -13,9 +13,10 @@ from ..audio.cut import cut_recording, drain
 from ..config import InputConfig, JobConfig
 from ..engines.base import Engine, EngineResult
 from ..engines.requests import requests_for
+from ..errors import Failure, SourceError
 from ..prompt import prompt_for
 from ..records.audio import Block, Recording
-from ..sources import SourceError, sidecar_keywords
+from ..sources import sidecar_keywords
 from ..sources.local import LocalSource
 
 
@@ -30,20 +31,19 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
             src = LocalSource(InputConfig(uri=f, **globs), cfg.filters)
         except SourceError as err:
             failures += 1
-            out.write(json.dumps({"source_uri": f, "status": "failed", "error": str(err)}) + "\n")
+            out.write(json.dumps(_failed(f, err.failure)) + "\n")
             continue
         for rec in src.recordings():
             blocks: list[Block] = []
             try:
                 prompt = prompt_for(rec, sidecar_keywords(src, rec, cfg.prompt), cfg, job_words)
             except SourceError as err:
-                outcome_error: str | None = str(err)
+                failure: Failure | None = err.failure
             else:
-                outcome = drain(cut_recording(rec, src, cfg), blocks.append)
-                outcome_error = outcome.error if outcome.status != "ok" else None
-            if outcome_error is not None:
+                failure = drain(cut_recording(rec, src, cfg), blocks.append).error
+            if failure is not None:
                 failures += 1
-                out.write(json.dumps({"source_uri": rec.source_uri, "status": "failed", "error": outcome_error}) + "\n")
+                out.write(json.dumps(_failed(rec.source_uri, failure)) + "\n")
                 continue
             for i in range(0, len(blocks), cfg.engine.batch_blocks):
                 batch = blocks[i : i + cfg.engine.batch_blocks]
@@ -52,6 +52,10 @@ def transcribe_files(files: Iterable[str], cfg: JobConfig, engine: Engine, job_w
                     out.write(json.dumps(_line(rec, b, r, engine.name), ensure_ascii=False) + "\n")
             out.flush()
     return failures
+
+
+def _failed(source_uri: str, failure: Failure) -> dict[str, Any]:
+    return {"source_uri": source_uri, "status": "failed", "error_kind": failure.kind, "error": failure.detail}
 
 
 def _line(rec: Recording, b: Block, r: EngineResult, engine: str) -> dict[str, Any]:

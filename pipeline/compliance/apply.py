@@ -4,15 +4,16 @@ recording searched and redacted (scan.py), and its redacted audio copy written w
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
-from ..audio.decode import DecodeError
-from ..config import ConfigError, JobConfig
+from ..config import JobConfig
+from ..errors import ConfigError, DecodeError, SourceError
 from ..lake import output_where
 from ..records.audio import Recording
 from ..records.compliance import PiiSpan
 from ..records.results import RecordingStatus
 from ..records.settled import Settled
-from ..sources import SourceError, cached_source
+from ..sources import cached_source
 from ..storage.fs import open_filesystem
 from .audio import spans_of, write_to
 from .rules import Rules, load_rules
@@ -70,9 +71,14 @@ def _recording(r: RecordingStatus) -> Recording:
     return Recording(r.source_uri, r.size_bytes, r.source_etag)
 
 
-def _failed(s: Settled, error: str) -> Settled:
-    r = s.recording
-    row = RecordingStatus(
-        **{**r.to_row(), "status": "failed", "error": error, "segments": 0, "language": None, "speech_s": None}
+def _failed(s: Settled, detail: str) -> Settled:
+    row = replace(
+        s.recording,
+        status="failed",
+        error_kind="compliance_failed",
+        error=detail,
+        segments=0,
+        language=None,
+        speech_s=None,
     )
     return Settled(row, [])

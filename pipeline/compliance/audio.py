@@ -16,7 +16,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from ..audio.decode import DecodeError
+from ..errors import DecodeError
 from ..records.compliance import PiiSpan
 
 Spans = dict[int | None, list[tuple[float, float]]]  # channel (None: all) -> [start_s, end_s) spans
@@ -35,7 +35,7 @@ def write_redacted(src: BinaryIO, dst: BinaryIO, spans: Spans) -> float:
     try:
         inp = av.open(src, mode="r")
     except av.FFmpegError as err:
-        raise DecodeError(f"redacted audio: cannot open the source again: {err}") from None
+        raise DecodeError("unreadable", f"redacted audio: cannot open the source again: {err}") from None
     with inp:
         stream = inp.streams.audio[0]
         rate, layout = stream.codec_context.sample_rate, stream.layout
@@ -54,7 +54,9 @@ def write_redacted(src: BinaryIO, dst: BinaryIO, spans: Spans) -> float:
                         _encode(out, enc, x, layout.name, rate, pos)
                         pos += x.shape[0]
             except av.FFmpegError as err:
-                raise DecodeError(f"redacted audio: decoding failed at {pos / rate:.2f} s: {err}") from None
+                raise DecodeError(
+                    "truncated", f"redacted audio: decoding failed at {pos / rate:.2f} s: {err}"
+                ) from None
             for packet in enc.encode(None):
                 out.mux(packet)
     return silenced / rate

@@ -17,7 +17,7 @@ from difflib import SequenceMatcher
 
 from text_to_num import alpha2digit
 
-from ..engines.guards import word_key
+from ..records.results import word_key
 from .pii import is_domain
 
 NUMBER_LANGUAGES = {"en", "fr", "es", "pt", "de", "it", "nl"}

@@ -2,7 +2,7 @@
 today's rules, without transcribing again (auditors add terms after the fact).
 
 Each committed segments file is searched once per set of rules: its hits, pii rows and a `scans`
-row naming it are committed together (sink.py's commit protocol), so a re-scan with the same
+row naming it are committed together (the output's commit: lake/), so a re-scan with the same
 rules does nothing, an interrupted one carries on where it stopped, and no file is counted twice.
 The run wrote `scans` rows for what it searched as it went, so a scan with the run's own rules
 has nothing to do. A scan reports; it does not rewrite segments (their files are immutable):
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TextIO
 
-from ..config import ConfigError, JobConfig
+from ..config import JobConfig
+from ..errors import ConfigError
 from ..lake import output_store
 from ..ops.progress import Progress, counts
 from ..ops.runinfo import new_run_id, redact, versions

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from ..config import ComplianceConfig, ConfigError, TermConfig
+from ..config import ComplianceConfig, TermConfig
+from ..errors import ConfigError
 
 ReadUri = Callable[[str], bytes]  # reads an s3:// object
 RULES_VERSION = 1  # bump when normalization or matching changes what the same rules find

@@ -1,5 +1,5 @@
 """The pure core of compliance: one recording's segments in; redacted segments, term hits and PII
-spans out. No I/O, no Ray: the run (job.py) calls it as recordings settle, `granite-batch scan`
+spans out. No I/O, no Ray: the run (run/driver.py, through apply.py) calls it as recordings settle, `granite-batch scan`
 (rescan.py) over segments already written.
 
 Each channel is searched as one word stream in time order, so a phrase or a card number that a

@@ -29,6 +29,12 @@ class EngineRequest:
     # with `takes_prompt_embeds` use it instead of encoding the audio again.
     prompt_embeds: Any = field(default=None, repr=False, compare=False)
 
+    @property
+    def block_s(self) -> float:
+        """The block's own length: what the guards and the aligner measure by (its audio may be
+        padded to a length bucket: requests.engine_audio)."""
+        return self.duration_s or self.audio.size / SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class EngineResult:
@@ -82,7 +88,7 @@ def make_result(
     r: EngineRequest, text: str, ids: list[int], prompt_tokens: int, finish: str, batch_s: float, n: int
 ) -> EngineResult:
     """Apply the text guards and package one result (both engines)."""
-    text, collapsed = collapse_repetitions(text.strip(), duration_s=r.audio.size / SAMPLE_RATE)
+    text, collapsed = collapse_repetitions(text.strip(), duration_s=r.block_s)
     return EngineResult(
         block_id=r.block_id,
         text=text,
@@ -96,10 +102,6 @@ def make_result(
         batch_s=batch_s,
         batch_size=n,
     )
-
-
-class EngineStartError(RuntimeError):
-    """No engine worker could start, or one of them failed to (bad model, out of memory)."""
 
 
 class Engine(Protocol):

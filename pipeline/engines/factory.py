@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 
 from ..config import JobConfig
-from .base import Engine, EngineStartError
+from ..errors import EngineStartError
+from .base import Engine
 from .ctc.speculative import CtcStage
 
 

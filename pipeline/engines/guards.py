@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+from ..records.results import word_key
+
 TOKENS_PER_S = 16.0
 MARGIN_TOKENS = 16
 
@@ -29,11 +31,6 @@ def max_tokens(duration_s: float, tokens_per_s: float = TOKENS_PER_S, margin: in
 PHRASE_REPEATS = 4  # a 2-8 word phrase this many times in a row is a loop
 WORD_REPEATS = 8  # a single word needs a longer run ("no no no no" is speech)
 MAX_WORDS_PER_S = 5.0  # 300 words a minute: faster than conversation, so text beyond it is padded by a loop
-
-
-def word_key(word: str) -> str:
-    """A word as compared for repetition: no case, no surrounding punctuation."""
-    return word.strip(".,;:!?\"'()[]-…").casefold()
 
 
 def collapse_repetitions(text: str, max_phrase_words: int = 8, duration_s: float | None = None) -> tuple[str, bool]:

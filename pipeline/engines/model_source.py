@@ -26,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ModelConfig
+from ..errors import ModelSourceError
 from ..storage.s3 import retrying, s3_client, split_s3_uri
 
 MANIFEST = "granite-batch-manifest.json"
 _MULTIPLIERS = ("embedding_multiplier", "logits_scaling", "residual_multiplier", "attention_multiplier")
-
-
-class ModelSourceError(Exception):
-    """The model cannot be fetched or fails verification; str() says which and why."""
 
 
 def resolve_model(cfg: ModelConfig, fallback_endpoint: str | None = None) -> Path:

@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, load_config
+from ..config import load_config
+from ..errors import ConfigError, SubmitError
 from .values_schema import CHART
 
 RAY_GROUP, RAY_VERSION = "ray.io", "v1"
@@ -35,10 +36,6 @@ CORE = {
     "CronJob": ("BatchV1Api", "namespaced_cron_job"),
 }
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-class SubmitError(Exception):
-    """Rendering or creating failed; str() says what to do."""
 
 
 def release_name(job_file: Path) -> str:

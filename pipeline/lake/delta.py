@@ -32,12 +32,13 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from ..errors import OutputError
 from ..records.rows import to_table
 from ..records.settled import Batch
 from ..records.tables import DATASETS, DELTA_TABLES
 from .history import HISTORY_COLUMNS, History
 from .lock import REFUSED
-from .store import OutputError, OutputStore
+from .store import OutputStore
 
 T = TypeVar("T")
 
@@ -224,6 +225,8 @@ class DeltaStore(OutputStore):
                 data,
                 partition_by=["date"],
                 mode="append",
+                # a table an earlier release wrote gains the columns added since (recordings.error_kind)
+                schema_mode="merge" if existing is not None else None,
                 storage_options=store.storage_options(),
                 commit_properties=props,
             )

@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..config import JobConfig
+from ..errors import OutputError
 from ..ops.runinfo import new_run_id
 from ..records.compliance import SCANS, Scanned
 from ..records.rows import to_table
@@ -35,7 +36,7 @@ from ..records.tables import DATASETS
 from . import output_format, output_store
 from .delta import TABLES, DeltaStore, delta_call
 from .parquet import ParquetStore
-from .store import Heartbeat, OutputError, OutputStore
+from .store import Heartbeat, OutputStore
 
 
 @dataclass

@@ -31,12 +31,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..errors import OutputError
 from ..records.results import SEGMENTS, Segment
 from ..records.rows import to_table
 from ..records.settled import Batch
 from ..records.tables import DATASETS
 from .history import HISTORY_COLUMNS, History
-from .store import OutputError, OutputStore
+from .store import OutputStore
 
 
 class ParquetStore(OutputStore):

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
+from ..errors import OutputError
 from ..records.settled import Batch
 from ..storage.fs import open_filesystem
 from .history import History
@@ -25,10 +26,6 @@ from .lock import LockHeld, OutputLock
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-
-class OutputError(Exception):
-    """The output store cannot be read or written; the run stops and commits nothing more."""
 
 
 class OutputStore:

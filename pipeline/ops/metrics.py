@@ -48,44 +48,6 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(P + name, doc, value=float(value))
 
 
-# Failure reasons as metric labels: a fixed set, first matching prefix wins. The free text (which
-# can name an object key, i.e. a customer's name or number) stays in the manifest and the rows.
-REASON_CLASSES = (
-    ("truncated", "truncated"),
-    ("corrupt or truncated", "truncated"),
-    ("too large", "too large"),
-    ("too long", "too long"),
-    ("unsupported codec", "unsupported codec"),
-    ("not audio", "not audio"),
-    ("no audio samples", "no audio"),
-    ("empty object", "empty object"),
-    ("short read", "unreadable"),
-    ("cannot open", "unreadable"),
-    ("cannot read", "unreadable"),
-    ("reading ", "unreadable"),
-    ("object changed", "object changed"),
-    ("manifest row", "manifest row"),
-    ("worker process died", "worker lost"),
-    ("worker failed", "worker lost"),
-    ("lost in the pipeline", "worker lost"),
-    ("engine failed", "engine"),
-    ("no engine worker", "engine"),
-    ("redacted audio", "compliance"),
-    ("internal error", "internal error"),
-)
-
-
-def reason_class(reason: str) -> str:
-    return next((cls for prefix, cls in REASON_CLASSES if reason.startswith(prefix)), "other")
-
-
-def by_class(reasons: dict[str, int]) -> dict[str, int]:
-    out: Counter[str] = Counter()
-    for reason, n in reasons.items():
-        out[reason_class(reason)] += n
-    return dict(out)
-
-
 def pool_of(worker: str) -> str:
     """Engine worker keys are `<pool>-<k>` (ray_run/backend.py)."""
     return worker.rsplit("-", 1)[0]
@@ -120,7 +82,8 @@ def families(
         _counter(
             "segments", "Segments written, by the path that produced the text.", figures["decoded_by"], "decoded_by"
         ),
-        _counter("failures", "Failed recordings by reason class.", by_class(figures["failures_by_reason"]), "reason"),
+        # by kind, a fixed set (errors.KINDS): never a message's text, which can name an object key
+        _counter("failures", "Failed recordings by failure kind.", figures["failures_by_reason"], "reason"),
         _counter("term_hits", "Compliance term hits, by category.", figures.get("hits_by_category", {}), "category"),
         _counter("pii_redacted", "PII spans redacted, by entity type.", figures.get("pii_by_type", {}), "entity_type"),
         _gauge("rtfx", "Audio seconds transcribed per wall second of the run.", figures["rtfx"]),

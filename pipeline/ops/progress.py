@@ -23,11 +23,6 @@ def clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def reason_of(error: str | None) -> str:
-    """Failures grouped by the head of their message ("truncated", "too large", ...)."""
-    return (error or "unknown").split(":")[0].split(" (")[0][:80]
-
-
 @dataclass
 class Progress:
     started: float = field(default_factory=time.monotonic)
@@ -44,7 +39,7 @@ class Progress:
     decoded_by: Counter[str] = field(default_factory=Counter)  # segments by the path that produced them
     hits: Counter[str] = field(default_factory=Counter)  # compliance: term hits by category
     pii: Counter[str] = field(default_factory=Counter)  # PII redacted, by entity type
-    failures: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # by kind (errors.KINDS)
     examples: list[tuple[str, str]] = field(default_factory=list)  # (uri, error), the first few
     not_listed: ListingStats = field(default_factory=ListingStats)  # objects out of scope, counted
 
@@ -74,7 +69,7 @@ class Progress:
             self.decoded_by.update(s.decoded_by for s in segments or ())
         else:
             self.failed += 1
-            self.failures[reason_of(row.error)] += 1
+            self.failures[row.error_kind or "internal_error"] += 1
             if len(self.examples) < 20:
                 self.examples.append((row.source_uri, row.error or ""))
 

@@ -1,4 +1,4 @@
-"""The backend the driver uses (job.Backend): Ray started or joined, the engine workers of every
+"""The backend the driver uses (run/driver.py: `Backend`): Ray started or joined, the engine workers of every
 pool started and admitted as they become ready, and one Ray Data pipeline per window."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..config import JobConfig
-from ..engines.base import EngineStartError
-from ..exit_codes import exit_on_sigterm
+from ..errors import EngineStartError, exit_on_sigterm
 from ..prompt import job_keywords
 from ..records.audio import Recording
 from ..records.transport import Item, from_result_row
@@ -56,9 +55,9 @@ def init_ray(cfg: JobConfig) -> None:
         )
     exit_on_sigterm()  # again: ray.init put its own in
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # job.py prints our own progress
+    ctx.enable_progress_bars = False  # the driver prints our own progress
     ctx.print_on_execution_start = False
-    ctx.max_errored_blocks = -1  # a lost block is accounted by job.py as a failed recording, not a crash
+    ctx.max_errored_blocks = -1  # a lost block is accounted by the driver as a failed recording, not a crash
     ctx.target_max_block_size = 32 << 20
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 

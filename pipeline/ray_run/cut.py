@@ -11,10 +11,11 @@ import pyarrow as pa
 
 from ..audio.cut import cut_recording
 from ..config import JobConfig
+from ..errors import SourceError
 from ..prompt import prompt_for
 from ..records.audio import CutOutcome, Outcome, Recording
 from ..records.transport import BLOCK_ROWS, block_row
-from ..sources import SourceError, cached_source, sidecar_keywords
+from ..sources import cached_source, sidecar_keywords
 
 ROWS_PER_CUT_BATCH = 32  # blocks per table a cut task yields (~8 MB of audio): streams long files
 
@@ -44,6 +45,6 @@ def cut_batches(batch: pa.Table, cfg: JobConfig, job_words: list[str]) -> Iterat
                     yield pa.Table.from_pylist(rows, BLOCK_ROWS)
                     rows = []
         except SourceError as err:  # the keywords sidecar could not be read
-            outcome = Outcome(rec, "failed", str(err))
+            outcome = Outcome.failed(rec, err.failure)
         rows.append(block_row(CutOutcome(outcome, emitted)))
         yield pa.Table.from_pylist(rows, BLOCK_ROWS)

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from .rows import Row, row_of
+from ..errors import Failure
+from .rows import Row
 
 SAMPLE_RATE = 16_000  # what Granite's feature extractor expects
 
@@ -42,7 +43,7 @@ class Recording(Row):
     language: str | None = None  # the spoken language: the `language` columns, instead of detection
     channel_labels: tuple[str, ...] = ()  # label of channel 0, 1, ... (instead of channels.labels)
     meta: tuple[tuple[str, str], ...] = ()  # the row's other columns: recordings.meta
-    error: str | None = None  # the row names no readable object: the recording fails with this
+    error: Failure | None = None  # the row names no readable object: the recording fails with this
 
     @functools.cached_property
     def recording_id(self) -> str:
@@ -61,7 +62,7 @@ class Recording(Row):
             row.get("language"),
             tuple(row.get("channel_labels") or ()),
             tuple((k, v) for k, v in row.get("meta") or ()),
-            row.get("error"),
+            failure_from_row(row.get("error")),
         )
 
 
@@ -120,12 +121,12 @@ class ChannelStats:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What cutting one recording came to: ok (its blocks were emitted), or failed with a reason."""
+class Outcome(Row):
+    """What cutting one recording came to: ok (its blocks were emitted), or failed, and why."""
 
     recording: Recording
     status: Literal["ok", "failed"]
-    error: str | None = None
+    error: Failure | None = None
     info: AudioInfo | None = None
     channels: tuple[ChannelStats, ...] = ()
 
@@ -137,14 +138,9 @@ class Outcome:
     def blocks(self) -> int:
         return sum(c.blocks for c in self.channels)
 
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "recording": self.recording.to_row(),
-            "status": self.status,
-            "error": self.error,
-            "info": row_of(self.info) if self.info else None,
-            "channels": [row_of(c) for c in self.channels],
-        }
+    @classmethod
+    def failed(cls, recording: Recording, failure: Failure) -> Outcome:
+        return cls(recording, "failed", failure)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Outcome:
@@ -152,7 +148,7 @@ class Outcome:
         return cls(
             Recording.from_row(row["recording"]),
             row["status"],
-            row["error"],
+            failure_from_row(row["error"]),
             AudioInfo(**info) if info else None,
             tuple(ChannelStats(**c) for c in row["channels"] or ()),
         )
@@ -166,7 +162,12 @@ class CutOutcome:
     emitted: int
 
 
+def failure_from_row(row: dict[str, Any] | None) -> Failure | None:
+    return Failure(row["kind"], row["detail"]) if row else None
+
+
 # -- their Arrow types (fields in the records' order; tests/test_records.py holds them equal) ------
+FAILURE_TYPE = pa.struct([("kind", pa.string()), ("detail", pa.string())])
 RECORDING_TYPE = pa.struct(
     [
         ("source_uri", pa.string()),
@@ -178,7 +179,7 @@ RECORDING_TYPE = pa.struct(
         ("language", pa.string()),
         ("channel_labels", pa.list_(pa.string())),
         ("meta", pa.map_(pa.string(), pa.string())),
-        ("error", pa.string()),
+        ("error", FAILURE_TYPE),
     ]
 )
 AUDIO_INFO_TYPE = pa.struct(
@@ -205,7 +206,7 @@ OUTCOME_TYPE = pa.struct(
     [
         ("recording", RECORDING_TYPE),
         ("status", pa.string()),
-        ("error", pa.string()),
+        ("error", FAILURE_TYPE),
         ("info", AUDIO_INFO_TYPE),
         ("channels", pa.list_(CHANNEL_STATS_TYPE)),
     ]

@@ -8,6 +8,7 @@ from typing import Literal
 
 import pyarrow as pa
 
+from ..errors import Kind
 from .audio import Block, Outcome
 from .rows import Row, column
 
@@ -18,7 +19,8 @@ PLAN_RECORDINGS = pa.schema(
         column("source_etag", pa.string(), "ETag as listed (local files: size-mtime)."),
         column("size_bytes", pa.int64(), "Object size as listed."),
         column("status", pa.string(), "`ok` or `failed`."),
-        column("error", pa.string(), "One-line reason when failed.", nullable=True),
+        column("error_kind", pa.string(), "When failed: why, as in a run's recordings.", nullable=True),
+        column("error", pa.string(), "When failed: the one-line detail.", nullable=True),
         column("format", pa.string(), "Container detected from content.", nullable=True),
         column("codec", pa.string(), "Audio codec detected from content.", nullable=True),
         column("duration_s", pa.float64(), "True duration (decoded samples / sample rate).", nullable=True),
@@ -66,6 +68,7 @@ class PlanRecording(Row):
     source_etag: str
     size_bytes: int
     status: Literal["ok", "failed"]
+    error_kind: Kind | None
     error: str | None
     format: str | None
     codec: str | None
@@ -85,7 +88,8 @@ class PlanRecording(Row):
             o.recording.etag,
             o.recording.size_bytes,
             o.status,
-            o.error,
+            o.error.kind if o.error else None,
+            o.error.detail if o.error else None,
             i.format if i else None,
             i.codec if i else None,
             i.duration_s if i else None,

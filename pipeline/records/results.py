@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from ..errors import Failure, Kind
 from .audio import PLACE, AudioInfo, Block, Recording
 from .rows import Row, column
 
@@ -34,6 +35,12 @@ class Word(Row):
         if self.start_s is None or self.end_s is None:
             return self
         return Word(self.word, min(start_s + self.start_s, end_s), min(start_s + self.end_s, end_s), self.score)
+
+
+def word_key(word: str) -> str:
+    """A word as compared: no case, no surrounding punctuation (repetition guards, the words a
+    cut went through, compliance matching)."""
+    return word.strip(".,;:!?\"'()[]-…").casefold()
 
 
 DecodedBy = Literal["ctc", "verified", "llm"]  # which path produced a block's text (engines/ctc/speculative.py)
@@ -181,8 +188,16 @@ RECORDINGS = pa.schema(
         column("channels", pa.int32(), "Source channel count.", nullable=True),
         column("speech_s", pa.float64(), "Seconds sent to the model, summed over channels.", nullable=True),
         column("segments", pa.int32(), "Segment rows written for it by this run.", nullable=True),
-        column("status", pa.string(), "`ok`, `failed` (see error) or `skipped` (done by an earlier run)."),
-        column("error", pa.string(), "One-line reason when failed.", nullable=True),
+        column(
+            "status", pa.string(), "`ok`, `failed` (see error_kind and error) or `skipped` (done by an earlier run)."
+        ),
+        column(
+            "error_kind",
+            pa.string(),
+            "When failed: why, one of a fixed set (empty, truncated, not_audio, ...; docs/operations.md).",
+            nullable=True,
+        ),
+        column("error", pa.string(), "When failed: the one-line detail.", nullable=True),
         column("format", pa.string(), "Container detected from content.", nullable=True),
         column("codec", pa.string(), "Audio codec detected from content.", nullable=True),
         column("language", pa.string(), "As in segments.", nullable=True),
@@ -275,6 +290,7 @@ class RecordingStatus(Row):
     speech_s: float | None
     segments: int | None
     status: Literal["ok", "failed", "skipped"]
+    error_kind: Kind | None
     error: str | None
     format: str | None
     codec: str | None
@@ -294,7 +310,7 @@ class RecordingStatus(Row):
         *,
         speech_s: float | None = None,
         segments: int | None = None,
-        error: str | None = None,
+        error: Failure | None = None,
         language: str | None = None,
         previous_run_id: str | None = None,
     ) -> RecordingStatus:
@@ -309,7 +325,8 @@ class RecordingStatus(Row):
             speech_s,
             segments,
             status,
-            error,
+            error.kind if error else None,
+            error.detail if error else None,
             info.format if info else None,
             info.codec if info else None,
             language,

@@ -3,14 +3,15 @@ record's fields equal to its schema's columns), and the column helper that docum
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 import pyarrow as pa
 
 
 class Row:
-    """A record written as an Arrow row: its fields by name, tuples as lists."""
+    """A record written as an Arrow row: its fields by name, tuples as lists, records inside it as
+    rows of their own (Arrow structs)."""
 
     def to_row(self) -> dict[str, Any]:
         return row_of(self)
@@ -21,9 +22,13 @@ def row_of(record: Any) -> dict[str, Any]:
 
 
 def _value(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return [row_of(x) if isinstance(x, Row) else x for x in v]
-    return v
+    if isinstance(v, tuple):  # a list column; pairs inside it stay tuples (a map column's entries)
+        return [row_of(x) if _is_record(x) else x for x in v]
+    return row_of(v) if _is_record(v) else v
+
+
+def _is_record(v: Any) -> bool:
+    return is_dataclass(v) and not isinstance(v, type)
 
 
 def column(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> pa.Field:

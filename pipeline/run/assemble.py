@@ -1,5 +1,5 @@
 """Engine results back into recordings: collect each recording's blocks, then settle it into one
-`recordings` row and its `segments` rows (model.py: RecordingStatus, Segment).
+`recordings` row and its `segments` rows (records/results.py: RecordingStatus, Segment).
 
 Blocks arrive in any order, from any engine, possibly twice (a retried task): they are keyed by
 (channel, index). A recording is settled once its cut outcome and every block it emitted are in.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..engines.guards import word_key
+from ..errors import Failure
 from ..records.audio import CutOutcome, Outcome
-from ..records.results import BlockResult, RecordingStatus, Segment, Word
+from ..records.results import BlockResult, RecordingStatus, Segment, Word, word_key
 from ..records.settled import Settled
 from .language import detect_language
 
@@ -74,7 +74,7 @@ class Assembler:
         failed = [b for b in blocks if b.error is not None]
         if failed:
             reasons = Counter(b.error for b in failed).most_common(1)[0][0]
-            error = f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}"
+            error = Failure("engine_failed", f"engine failed on {len(failed)} of {len(blocks)} blocks: {reasons}")
             return Settled(RecordingStatus.of(o.recording, self.run_id, "failed", o.info, error=error, segments=0), [])
         texts = _once_across_cuts(blocks)
         language = o.recording.language or self.language_hint or detect_language(" ".join(t for t, _ in texts))

@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TextIO
 
 from ..compliance.apply import Compliance
-from ..config import ConfigError, JobConfig
-from ..exit_codes import code_of
+from ..config import JobConfig
+from ..errors import ConfigError, Failure, code_of
 from ..lake import output_store
 from ..lake.store import Heartbeat, OutputStore
 from ..ops.metrics import Pusher
@@ -202,7 +202,7 @@ class _Run:
         # Whatever the backend lost (a decode worker that died on every retry) is failed, not missing.
         for rec in todo:
             if rec.recording_id in self.size_of:
-                error = "lost in the pipeline: no result after retries (see the Ray logs)"
+                error = Failure("worker_lost", "lost in the pipeline: no result after retries (see the Ray logs)")
                 self._settle(Settled(RecordingStatus.of(rec, self.run_id, "failed", segments=0, error=error), []))
         self.assembler.drop_all()
         self.committer.tick()

@@ -1,7 +1,11 @@
 """Where recordings come from: a local folder, an S3(-compatible) prefix, or a manifest naming them.
 
 A source lists `Recording`s lazily (a million keys never sit in memory) and opens one as a
-seekable binary stream that reads from the store on demand: nothing is downloaded first.
+seekable binary stream that reads from the store on demand: nothing is downloaded first. scope.py
+decides what is in scope (and counts what is not); local.py, s3.py and manifest.py are the three
+kinds of source.
+
+May import: records, prompt, storage, config, errors.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import BinaryIO, Protocol
 from ..config import FiltersConfig, InputConfig, PromptConfig
 from ..prompt import KEYWORDS_SUFFIX
 from ..records.audio import Recording
-from .scope import ListingStats, SourceError
+from .scope import ListingStats
 
 
 class Source(Protocol):
@@ -58,4 +62,4 @@ def sidecar_keywords(source: Source, rec: Recording, prompt: PromptConfig) -> st
     return source.sidecar(rec, KEYWORDS_SUFFIX) if prompt.sidecar_keywords else None
 
 
-__all__ = ["ListingStats", "Source", "SourceError", "cached_source", "open_source", "sidecar_keywords"]
+__all__ = ["Source", "cached_source", "open_source", "sidecar_keywords"]

@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import FiltersConfig, InputConfig
+from ..errors import SourceError
 from ..records.audio import Recording
-from .scope import ListingStats, SourceError, in_scope
+from .scope import ListingStats, in_scope
 
 
 class LocalSource:
     def __init__(self, inp: InputConfig, filters: FiltersConfig) -> None:
         self.root = Path(inp.uri.removeprefix("file://")).expanduser().resolve()
         if not self.root.exists():
-            raise SourceError(f"input {inp.uri} does not exist")
+            raise SourceError("no_such_object", f"input {inp.uri} does not exist")
         self.inp, self.filters = inp, filters
         self.stats = ListingStats()
 
@@ -61,7 +62,7 @@ def local_sidecar(recording: Recording, suffix: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as err:
-        raise SourceError(f"cannot read {path.name}: {err.strerror}") from None
+        raise SourceError("unreadable", f"cannot read {path.name}: {err.strerror}") from None
 
 
 def open_local(recording: Recording) -> BinaryIO:
@@ -69,8 +70,8 @@ def open_local(recording: Recording) -> BinaryIO:
         f = open(recording.source_uri, "rb")
         st = os.fstat(f.fileno())
     except OSError as err:
-        raise SourceError(f"cannot open: {err.strerror}") from None
+        raise SourceError("unreadable", f"cannot open: {err.strerror}") from None
     if local_etag(st) != recording.etag:
         f.close()
-        raise SourceError("object changed since it was listed")
+        raise SourceError("object_changed", "object changed since it was listed")
     return f

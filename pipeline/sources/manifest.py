@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import hashlib
 import io
 import itertools
@@ -32,12 +33,13 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from ..config import FiltersConfig, InputConfig
+from ..errors import Failure, Kind, SourceError
 from ..prompt import parse_keywords_text
 from ..records.audio import Recording
-from ..storage.s3 import RangeReader, retrying, s3_client, split_s3_uri
+from ..storage.s3 import RangeReader, read_failure, retrying, s3_client, split_s3_uri
 from .local import local_etag, local_sidecar, open_local
 from .s3 import open_s3, s3_sidecar
-from .scope import ListingStats, SourceError, in_scope
+from .scope import ListingStats, in_scope
 
 SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 OWN = ("uri", "keywords", "language", "channel_labels")
@@ -79,7 +81,7 @@ class ManifestSource:
             if kind == "parquet":
                 pf = pq.ParquetFile(f)
                 if "uri" not in pf.schema_arrow.names:
-                    raise SourceError(f"input manifest {uri} has no `uri` column")
+                    raise SourceError("bad_manifest_row", f"input manifest {uri} has no `uri` column")
                 for batch in pf.iter_batches(batch_size=4096):
                     yield from batch.to_pylist()
                 return
@@ -87,7 +89,7 @@ class ManifestSource:
             if kind == "csv":
                 reader = csv.DictReader(text)
                 if "uri" not in (reader.fieldnames or []):
-                    raise SourceError(f"input manifest {uri} has no `uri` column")
+                    raise SourceError("bad_manifest_row", f"input manifest {uri} has no `uri` column")
                 yield from reader
                 return
             for line in text:
@@ -106,12 +108,12 @@ class ManifestSource:
             try:
                 return open(Path(uri).expanduser(), "rb")
             except OSError as err:
-                raise SourceError(f"cannot read the input manifest {uri}: {err.strerror}") from None
+                raise SourceError("unreadable", f"cannot read the input manifest {uri}: {err.strerror}") from None
         bucket, key = split_s3_uri(uri)
         try:
             head = retrying(lambda: self.client.head_object(Bucket=bucket, Key=key), f"reading {uri}")
         except ClientError as err:
-            raise SourceError(f"cannot read the input manifest {uri}: {err}") from None
+            raise SourceError(read_failure(err).kind, f"cannot read the input manifest {uri}: {err}") from None
         raw = RangeReader(self.client, bucket, key, head["ContentLength"], head["ETag"].strip('"'), 8 << 20)
         return io.BufferedReader(raw, 1 << 20)  # type: ignore[return-value]
 
@@ -119,45 +121,51 @@ class ManifestSource:
         """The row's recording (failing with the reason when the row names no readable object),
         and the key or name that `input.include`/`exclude` see."""
         where = f"{self.inp.uri}#row={n}"
+
+        def failed(uri: str, kind: Kind, why: str, **fields: Any) -> tuple[Recording, str]:
+            return Recording(uri, 0, "", error=Failure(kind, f"manifest row {n}: {why}"), **fields), ""
+
         if isinstance(row, str):
-            return Recording(where, 0, "", error=f"manifest row {n}: {row}"), ""
+            return failed(where, "bad_manifest_row", row)
         uri = row.get("uri")
         try:
             fields = _fields(row)
         except ValueError as err:
-            named = uri if isinstance(uri, str) and uri else where
-            return Recording(named, 0, "", error=f"manifest row {n}: {err}"), ""
+            return failed(uri if isinstance(uri, str) and uri else where, "bad_manifest_row", str(err))
         if not isinstance(uri, str) or not uri.strip():
-            return Recording(where, 0, "", error=f"manifest row {n}: no uri", **fields), ""
+            return failed(where, "bad_manifest_row", "no uri", **fields)
         uri = uri.strip()
         if uri.startswith("s3://"):
-            bucket, key = split_s3_uri(uri)
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
             if not bucket or not key or key.endswith("/"):
-                return Recording(uri, 0, "", error=f"manifest row {n}: not an object URI", **fields), ""
+                return failed(uri, "bad_manifest_row", "not an object URI", **fields)
             try:
                 head = retrying(lambda: self.client.head_object(Bucket=bucket, Key=key), f"looking up {uri}")
             except ClientError as err:
                 status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                why = {404: "no such object", 403: "access denied"}.get(status, f"cannot look it up ({status})")
-                return Recording(uri, 0, "", error=f"manifest row {n}: {why}", **fields), ""
+                if status in (403, 404):
+                    kind: Kind = "no_such_object" if status == 404 else "access_denied"
+                    return failed(uri, kind, "no such object" if status == 404 else "access denied", **fields)
+                return failed(uri, "unreadable", f"cannot look it up ({status})", **fields)
             except SourceError as err:  # the store did not answer, after retries: this row fails, the run goes on
-                return Recording(uri, 0, "", error=f"manifest row {n}: {err}", **fields), ""
+                return failed(uri, err.kind, str(err), **fields)
             rec = Recording(uri, head["ContentLength"], head["ETag"].strip('"'), head.get("LastModified"), **fields)
             return rec, key
         if "://" in uri or not os.path.isabs(os.path.expanduser(uri)):
-            return Recording(uri, 0, "", error=f"manifest row {n}: not an s3:// URI or an absolute path", **fields), ""
+            return failed(uri, "bad_manifest_row", "not an s3:// URI or an absolute path", **fields)
         path = Path(uri).expanduser()
         try:
             st = path.stat()
         except OSError as err:
-            return Recording(str(path), 0, "", error=f"manifest row {n}: {err.strerror}", **fields), ""
+            kind = {errno.ENOENT: "no_such_object", errno.EACCES: "access_denied"}.get(err.errno or 0, "unreadable")
+            return failed(str(path), kind, str(err.strerror), **fields)
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         return Recording(str(path), st.st_size, local_etag(st), modified, **fields), path.name
 
     # -- reading a recording ----------------------------------------------------------------------
     def open(self, recording: Recording) -> BinaryIO:
         if recording.error:
-            raise SourceError(recording.error)
+            raise SourceError.of(recording.error)
         if recording.source_uri.startswith("s3://"):
             return open_s3(self.client, recording, self.inp.read_chunk_bytes)
         return open_local(recording)

@@ -9,9 +9,10 @@ from typing import Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from ..config import FiltersConfig, InputConfig
+from ..errors import SourceError
 from ..records.audio import Recording
-from ..storage.s3 import RangeReader, read_error, retrying, s3_client, split_s3_uri
-from .scope import ListingStats, SourceError, in_scope
+from ..storage.s3 import RangeReader, read_failure, retrying, s3_client, split_s3_uri
+from .scope import ListingStats, in_scope
 
 
 def _under(key: str, prefix: str) -> bool:
@@ -55,7 +56,7 @@ class S3Source:
                             obj.get("LastModified"),
                         )
         except ClientError as err:
-            raise SourceError(f"cannot list {self.inp.uri}: {err}") from None
+            raise SourceError(read_failure(err).kind, f"cannot list {self.inp.uri}: {err}") from None
 
     def sidecar(self, recording: Recording, suffix: str) -> str | None:
         return s3_sidecar(self.client, recording, suffix)
@@ -73,7 +74,8 @@ def s3_sidecar(client: Any, recording: Recording, suffix: str) -> str | None:
     except ClientError as err:
         if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
             return None
-        raise SourceError(f"cannot read {key + suffix}: {read_error(err)}") from None
+        failure = read_failure(err)
+        raise SourceError(failure.kind, f"cannot read {key + suffix}: {failure.detail}") from None
     return bytes(body).decode("utf-8", errors="replace")
 
 

@@ -9,10 +9,6 @@ from datetime import datetime, timezone
 from ..config import FiltersConfig, InputConfig
 
 
-class SourceError(Exception):
-    """An object could not be read from the store; str() is the one-line reason."""
-
-
 @dataclass
 class ListingStats:
     """What the listing saw besides the recordings it yielded (reported, never silently lost)."""

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as TransportError
 
-from ..sources.scope import SourceError
+from ..errors import Failure, SourceError
 
 T = TypeVar("T")
 _BODY_ATTEMPTS = 4
@@ -35,7 +35,9 @@ def retrying(call: Callable[[], T], what: str, attempts: int = _BODY_ATTEMPTS) -
             return call()
         except (BotoCoreError, TransportError) as err:
             if attempt + 1 == attempts:
-                raise SourceError(f"{what} failed {attempts} times: {type(err).__name__}: {err}") from None
+                raise SourceError(
+                    "unreadable", f"{what} failed {attempts} times: {type(err).__name__}: {err}"
+                ) from None
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -43,7 +45,7 @@ def retrying(call: Callable[[], T], what: str, attempts: int = _BODY_ATTEMPTS) -
 def split_s3_uri(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket:
-        raise SourceError(f"not an s3://bucket/prefix URI: {uri}")
+        raise SourceError("unreadable", f"not an s3://bucket/prefix URI: {uri}")
     return bucket, key
 
 
@@ -109,19 +111,21 @@ class RangeReader(io.RawIOBase):
         try:
             self._buf = retrying(get, "read")
         except ClientError as err:  # botocore has already retried throttling and 5xx
-            raise SourceError(read_error(err)) from None
+            raise SourceError.of(read_failure(err)) from None
         self._buf_at = pos
         if len(self._buf) != end - pos + 1:
-            raise SourceError(f"short read: asked bytes {pos}-{end}, got {len(self._buf)} bytes")
+            raise SourceError("unreadable", f"short read: asked bytes {pos}-{end}, got {len(self._buf)} bytes")
 
 
-def read_error(err: ClientError) -> str:
+def read_failure(err: ClientError) -> Failure:
+    """A listed object's read that S3 answered with an error, by its code (never its message)."""
     code = err.response.get("Error", {}).get("Code", "")
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code in ("PreconditionFailed", "412") or status == 412:
-        return "object changed since it was listed (etag mismatch)"
+        return Failure("object_changed", "object changed since it was listed (etag mismatch)")
     if code in ("NoSuchKey", "404") or status == 404:
-        return "object vanished since it was listed"
+        return Failure("no_such_object", "object vanished since it was listed")
     if code in ("AccessDenied", "403") or status == 403:
-        return "access denied reading the object"
-    return f"read failed: {code or status}: {err.response.get('Error', {}).get('Message', '')}".strip()
+        return Failure("access_denied", "access denied reading the object")
+    message = err.response.get("Error", {}).get("Message", "")
+    return Failure("unreadable", f"read failed: {code or status}: {message}".strip())

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ... import cpu_torch
-from ..base import EngineStartError
+from ...errors import CtcHeadMissing
 
 HEAD = "encoder.out.weight"  # the CTC head; saved checkpoints name encoder weights `encoder.*`
 _EMBED = "language_model.model.embed_tokens."
@@ -44,10 +44,6 @@ def memory_gib(batch_blocks: int, block_s: float, embeds: bool = True, bytes_per
     head = frames * _CLASSES * 4 * 3
     weights = (FULL_ENCODER_PARAMS + (FULL_EMBEDS_PARAMS if embeds else 0)) * bytes_per_weight
     return (weights + feed_forward + attention + head) / (1 << 30)
-
-
-class CtcHeadMissing(EngineStartError):
-    """The model folder has no CTC head: word times and speculative decoding cannot run."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +84,7 @@ def check_head(model_dir: Path) -> None:
         with safe_open(str(f), "np") as st:
             if any(p + "out.weight" in st.keys() for p in _PREFIXES):
                 return
-    raise CtcHeadMissing(
-        f"the model in {model_dir} has no CTC head ({HEAD}): word times and speculative decoding need it; "
-        "use the full Granite 4.0 Speech checkpoint, or set decoding.word_times: false and decoding.speculative: off"
-    )
+    raise CtcHeadMissing(str(model_dir), HEAD)
 
 
 class CtcHead:

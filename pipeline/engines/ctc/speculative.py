@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ...config import DecodingConfig
-from ...records.audio import SAMPLE_RATE
 from ...records.results import Word
 from ..base import EngineRequest, EngineResult, make_result
 from .align import align_words
@@ -106,7 +105,7 @@ class CtcStage:
         return dataclasses.replace(res, decoded_by=how)
 
     def _with_words(self, r: EngineRequest, res: EngineResult, frames: CtcFrames | None) -> EngineResult:
-        duration = r.duration_s or r.audio.size / SAMPLE_RATE
+        duration = r.block_s
         if frames is not None and self.cfg.word_times:
             words = align_words(res.text, frames.log_probs, duration)
         else:
