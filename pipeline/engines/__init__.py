@@ -4,5 +4,5 @@ CTC stage (ctc/: the encoder and CTC head, word times, IBM's self-speculative ru
 turns blocks into requests, prompts.py renders their prompts, guards.py keeps outputs sane, and
 model_source.py fetches and verifies the model (hub, folder, s3:// mirror). See docs/engines.md.
 
-May import: records, prompt, config, errors, storage, cpu_torch.
+May import: records, storage, config, errors, cpu_torch.
 """

@@ -13,5 +13,7 @@ dataclasses, each module holding one boundary's records beside their one Arrow s
 Output records' fields are their schemas' columns, in order (a test holds them equal), so adding a
 column is three edits: the record, its schema entry, and the code that fills it.
 
-May import: nothing else of the pipeline (every stage imports these).
+Every stage imports the records; they import nothing of the pipeline but its errors.
+
+May import: errors.
 """
