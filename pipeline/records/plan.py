@@ -27,10 +27,7 @@ PLAN_RECORDINGS = pa.schema(
         column("sample_rate", pa.int32(), "Source sample rate in Hz.", nullable=True),
         column("channels", pa.int32(), "Source channel count.", nullable=True),
         column(
-            "speech_s",
-            pa.float64(),
-            "Seconds inside blocks, summed over channels (what the model sees).",
-            nullable=True,
+            "speech_s", pa.float64(), "Seconds in blocks, summed over channels (what the model sees).", nullable=True
         ),
         column("blocks", pa.int32(), "Blocks over all channels.", nullable=True),
         column(
