@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 Kind = Literal[
     "empty",
@@ -45,7 +45,8 @@ Kind = Literal[
     "compliance_failed",
     "internal_error",
 ]
-# Each kind and when a recording fails with it (docs/operations.md's table is generated from this).
+# Each kind and when a recording fails with it, in Kind's order (tests/test_errors.py); docs/operations.md's
+# table is generated from this.
 KINDS: dict[Kind, str] = {
     "empty": "The object holds 0 bytes.",
     "not_audio": "The content is not audio: text, HTML, an image, a document, or a container with no audio stream.",
@@ -70,7 +71,6 @@ KINDS: dict[Kind, str] = {
     "nothing of it is written unredacted.",
     "internal_error": "A bug: anything unexpected, logged with its traceback.",
 }
-assert tuple(KINDS) == get_args(Kind)
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,9 @@ class CtcHeadMissing(EngineStartError):
             f"the model in {model_dir} has no CTC head ({head}): word times and speculative decoding need it; "
             + self.fix
         )
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in an engine worker, read in the driver
+        return type(self), (self.model_dir, self.head)
 
 
 class ModelSourceError(Exception):
