@@ -149,7 +149,12 @@ class ModelSourceError(Exception):
 
 
 class SubmitError(Exception):
-    """Rendering or creating a Kubernetes job failed; str() says what to do."""
+    """Rendering or creating a Kubernetes job failed; str() says what to do. `status`: the
+    Kubernetes API's HTTP status, where it answered (409: the object exists already)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # -- exit codes ---------------------------------------------------------------------------------

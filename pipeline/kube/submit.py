@@ -107,7 +107,8 @@ def apply(docs: list[dict[str, Any]], api: Any) -> list[str]:
             else:
                 raise SubmitError(
                     f"RayJob {d['metadata']['name']} exists already (a run is not edited): "
-                    "delete it, or submit with --name"
+                    "delete it, or submit with --name",
+                    409,  # as the API would answer a create
                 )
     done = []
     for d in docs:
@@ -138,7 +139,9 @@ def apply(docs: list[dict[str, Any]], api: Any) -> list[str]:
                 raise SubmitError(f"submit does not know how to create a {kind}")
         except ApiException as err:
             hint = "; it exists already: delete it, or submit with --name" if err.status == 409 else ""
-            raise SubmitError(f"creating {kind} {name} in {ns} failed: {err.status} {err.reason}{hint}") from None
+            raise SubmitError(
+                f"creating {kind} {name} in {ns} failed: {err.status} {err.reason}{hint}", err.status
+            ) from None
         done.append(f"{kind.lower()}/{name}")
     return done
 
@@ -156,7 +159,7 @@ def submit_manifest(manifest: Path, namespace: str | None, api: Any) -> str:
     try:
         return apply([doc], api)[0]
     except SubmitError as err:
-        if "exists already" in str(err):
+        if err.status == 409:
             return f"rayjob/{meta['name']} (exists already: this tick's run was created before)"
         raise
 
