@@ -10,6 +10,8 @@ May import: records, storage, config, errors, ops.runinfo.
 from __future__ import annotations
 
 from ..config import JobConfig
+from .delta import DeltaStore
+from .parquet import ParquetStore
 from .store import OutputStore
 
 
@@ -28,9 +30,6 @@ def output_format(cfg: JobConfig) -> str:
 def output_store(cfg: JobConfig, uri: str) -> OutputStore:
     """The job's output store at `uri` in `output.format`, with its unredacted companion (of the
     same format) when compliance keeps one."""
-    from .delta import DeltaStore
-    from .parquet import ParquetStore
-
     endpoint, region = output_where(cfg)
     keep = cfg.compliance.keep_unredacted_uri
     kind = DeltaStore if cfg.output.format == "delta" else ParquetStore

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -112,12 +112,9 @@ class DeltaStore(OutputStore):
             yield "segments", self.unredacted, self.table("segments", self.unredacted)
 
     # -- start of a run -------------------------------------------------------------------------
-    def prepare(self, run_id: str) -> tuple[int, int]:
-        """Take the lock, check the store refuses a second create, and undo the batches a killed
-        run left unsettled. Returns (0, files removed)."""
-        return self.guarded(lambda: self._recover(run_id), f"output {self.uri} is not usable")
-
-    def _recover(self, run_id: str) -> tuple[int, int]:
+    def recover(self, run_id: str) -> tuple[int, int]:
+        """Check the store refuses a second create, and undo the batches a killed run left
+        unsettled: (0, files removed)."""
         if not self.holds_delta() and self.fs.get_file_info(self.path("recordings")).type != pafs.FileType.NotFound:
             raise OutputError(f"{self.uri} holds Parquet datasets: output.format: delta needs an output of its own")
         self.take_lock(run_id)  # also proves the store is writable
@@ -193,10 +190,9 @@ class DeltaStore(OutputStore):
         """Each table's rows in a transaction of its own, recordings last (`scans` is Parquet's
         bookkeeping: a Delta output keeps none)."""
         seq = int(name.rsplit("-", 1)[1])
-        rows = dict(batch.datasets())
-        writes: list[tuple[str, OutputStore, list[Any]]] = [(t, self, list(rows.get(t) or [])) for t in TABLES]
+        writes: list[tuple[str, OutputStore, Sequence[Any]]] = [(t, self, getattr(batch, t)) for t in TABLES]
         if batch.unredacted and self.unredacted is not None:
-            writes.insert(-1, ("segments", self.unredacted, list(batch.unredacted)))
+            writes.insert(-1, ("segments", self.unredacted, batch.unredacted))
 
         def write() -> None:
             for table, store, records in writes:
@@ -205,7 +201,7 @@ class DeltaStore(OutputStore):
 
         self.committing(run_id, write)
 
-    def _write(self, name: str, store: OutputStore, records: list[Any], run_id: str, seq: int, date: str) -> None:
+    def _write(self, name: str, store: OutputStore, records: Sequence[Any], run_id: str, seq: int, date: str) -> None:
         from deltalake import write_deltalake
         from deltalake.transaction import CommitProperties, Transaction
 
@@ -239,16 +235,7 @@ class DeltaStore(OutputStore):
         return {"format": "delta", "delta_versions": dict(self.versions)}
 
     # -- reading ----------------------------------------------------------------------------------
-    def history(self) -> History:
-        """The latest ok/failed settlement of every recording by earlier runs, from the
-        recordings table in batches (history.py)."""
-        return self.guarded(
-            self._settlements,
-            f"cannot read earlier runs from {self.uri}/recordings",
-            (OSError, pa.ArrowInvalid, ValueError),
-        )
-
-    def _settlements(self) -> History:
+    def settlements(self) -> History:
         table = self.table("recordings")
         if table is None:
             return History.from_batches([])

@@ -44,12 +44,8 @@ class ParquetStore(OutputStore):
     format = "parquet"
 
     # -- start of a run -------------------------------------------------------------------------
-    def prepare(self, run_id: str) -> tuple[int, int]:
-        """Check the store is writable, finish interrupted commits, drop uncommitted files.
-        Returns (commits finished, orphan files removed)."""
-        return self.guarded(lambda: self._recover(run_id), f"output {self.uri} is not usable")
-
-    def _recover(self, run_id: str) -> tuple[int, int]:
+    def recover(self, run_id: str) -> tuple[int, int]:
+        """Finish interrupted commits, drop uncommitted files: (commits finished, orphans removed)."""
         if self.holds_delta():
             raise OutputError(f"{self.uri} holds Delta tables: set output.format: delta to write there")
         self.fs.create_dir(self.path("_staging"))
@@ -70,16 +66,7 @@ class ParquetStore(OutputStore):
             orphans += theirs
         return finished, len(orphans)
 
-    def history(self) -> History:
-        """The latest ok/failed settlement of every recording by earlier runs, read in batches
-        (history.py: bounded memory for millions of recordings)."""
-        return self.guarded(
-            self._settlements,
-            f"cannot read earlier runs from {self.uri}/recordings",
-            (OSError, pa.ArrowInvalid, ValueError),
-        )
-
-    def _settlements(self) -> History:
+    def settlements(self) -> History:
         if self.fs.get_file_info(self.path("recordings")).type == pafs.FileType.NotFound:
             return History.from_batches([])
         dataset = ds.dataset(
@@ -106,11 +93,11 @@ class ParquetStore(OutputStore):
 
         def write() -> None:
             moves = [
-                self._staged(name, dataset, date, to_table(list(rows), DATASETS[dataset]))
+                self._staged(name, dataset, date, to_table(rows, DATASETS[dataset]))
                 for dataset, rows in batch.datasets()
             ]
             if batch.unredacted and self.unredacted is not None:
-                table = to_table(list(batch.unredacted), SEGMENTS)
+                table = to_table(batch.unredacted, SEGMENTS)
                 moves.append(self.unredacted._staged(name, "segments", date, table, self.namespace))
             if moves:
                 self._finish(self._mark(name, run_id, moves))

@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ..errors import OutputError
 from ..records.settled import Batch
+from ..records.tables import DELTA_TABLES
 from ..storage.fs import open_filesystem
 from .history import History
 from .lock import LockHeld, OutputLock
@@ -49,14 +51,28 @@ class OutputStore:
         # This store's staging folder (Parquet) or commits (Delta) in a companion shared by several outputs.
         self.namespace = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
 
-    # -- what each format does ------------------------------------------------------------------
+    # -- start of a run -----------------------------------------------------------------------
     def prepare(self, run_id: str) -> tuple[int, int]:
         """Take the lock (which proves the store writable) and finish or undo what an interrupted
-        run left. Returns (commits finished, files removed)."""
-        raise NotImplementedError
+        run left (`recover`, with the store's retries). Returns (commits finished, files removed)."""
+        return self.guarded(lambda: self.recover(run_id), f"output {self.uri} is not usable")
 
     def history(self) -> History:
-        """The latest ok/failed settlement of every recording by earlier runs (bounded memory)."""
+        """The latest ok/failed settlement of every recording by earlier runs, read in batches
+        (`settlements`; history.py: bounded memory for millions of recordings)."""
+        return self.guarded(
+            self.settlements,
+            f"cannot read earlier runs from {self.uri}/recordings",
+            (OSError, pa.ArrowInvalid, ValueError),
+        )
+
+    # -- what each format does ------------------------------------------------------------------
+    def recover(self, run_id: str) -> tuple[int, int]:
+        """`prepare`'s work, once: may raise OSError (retried) or OutputError."""
+        raise NotImplementedError
+
+    def settlements(self) -> History:
+        """`history`'s read, once: the recordings dataset's HISTORY_COLUMNS."""
         raise NotImplementedError
 
     def commit(self, run_id: str, name: str, date: str, batch: Batch) -> None:
@@ -74,8 +90,6 @@ class OutputStore:
 
     def holds_delta(self) -> bool:
         """Delta tables here (a companion store has segments only; a killed first run may lack recordings)."""
-        from ..records.tables import DELTA_TABLES
-
         logs = [self.path(t, "_delta_log") for t in DELTA_TABLES]
         return any(i.type == pafs.FileType.Directory for i in self.fs.get_file_info(logs))
 

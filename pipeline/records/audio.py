@@ -103,8 +103,7 @@ class Block:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Block:
-        b = dict(row)
-        return cls(**b | {"samples": np.frombuffer(b["samples"], np.float32)})
+        return cls(**row | {"samples": np.frombuffer(row["samples"], np.float32)})
 
 
 @dataclass(frozen=True)

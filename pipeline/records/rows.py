@@ -3,6 +3,7 @@ record's fields equal to its schema's columns), and the column helper that docum
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -36,5 +37,5 @@ def column(name: str, type_: pa.DataType, doc: str, nullable: bool = False) -> p
     return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
 
 
-def to_table(records: list[Any], schema: pa.Schema) -> pa.Table:
+def to_table(records: Iterable[Any], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist([r.to_row() for r in records], schema)

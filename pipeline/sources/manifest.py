@@ -44,6 +44,12 @@ from .scope import ListingStats, in_scope
 SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 OWN = ("uri", "keywords", "language", "channel_labels")
 LOOKUPS = 16  # HEAD requests in flight
+# A row's object that its store, or the local disk, will not give: the row's failure kind.
+_LOOKUP: dict[int | None, tuple[Kind, str]] = {
+    404: ("no_such_object", "no such object"),
+    403: ("access_denied", "access denied"),
+}
+_ERRNO: dict[int, Kind] = {errno.ENOENT: "no_such_object", errno.EACCES: "access_denied"}
 
 
 def is_manifest(uri: str) -> bool:
@@ -143,10 +149,8 @@ class ManifestSource:
                 head = retrying(lambda: self.client.head_object(Bucket=bucket, Key=key), f"looking up {uri}")
             except ClientError as err:
                 status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status in (403, 404):
-                    kind: Kind = "no_such_object" if status == 404 else "access_denied"
-                    return failed(uri, kind, "no such object" if status == 404 else "access denied", **fields)
-                return failed(uri, "unreadable", f"cannot look it up ({status})", **fields)
+                kind, why = _LOOKUP.get(status, ("unreadable", f"cannot look it up ({status})"))
+                return failed(uri, kind, why, **fields)
             except SourceError as err:  # the store did not answer, after retries: this row fails, the run goes on
                 return failed(uri, err.kind, str(err), **fields)
             rec = Recording(uri, head["ContentLength"], head["ETag"].strip('"'), head.get("LastModified"), **fields)
@@ -157,8 +161,7 @@ class ManifestSource:
         try:
             st = path.stat()
         except OSError as err:
-            kind = {errno.ENOENT: "no_such_object", errno.EACCES: "access_denied"}.get(err.errno or 0, "unreadable")
-            return failed(str(path), kind, str(err.strerror), **fields)
+            return failed(str(path), _ERRNO.get(err.errno or 0, "unreadable"), str(err.strerror), **fields)
         modified = datetime.fromtimestamp(st.st_mtime, timezone.utc)
         return Recording(str(path), st.st_size, local_etag(st), modified, **fields), path.name
 
